@@ -1,0 +1,1 @@
+"""Media: probe, prepare (mezzanine), frame-exact splice render, audio mix."""

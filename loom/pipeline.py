@@ -1,0 +1,238 @@
+"""The steps of one recipient, as plain functions, and their one composition.
+
+The recipient flow (``flows/recipient.py``) wraps each step in a task and runs them in the same
+order; the CLI calls ``personalize`` directly so it never starts a Prefect server. A test holds
+both to the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from loom import __version__, storage
+from loom.edits import AudioInsert, PatchSetRef
+from loom.errors import InputError
+from loom.prepared import PreparedTemplate
+from loom.recipients import check_row, recipient_key, render_line
+from loom.template import Template, VisualSegment, VoiceSegment, load_template
+
+log = logging.getLogger("loom")
+
+# Bump when prepare's outputs change meaning, so old prepared templates are not reused.
+PREPARE_CODE_VERSION = "1"
+
+
+class RecipientResult(BaseModel):
+    """What was made for one recipient, and from what (the lineage record)."""
+
+    template_id: str
+    template_version: str
+    recipient_key: str
+    output_uri: str
+    preview_uri: str | None = None
+    record_uri: str | None = None
+    values: dict[str, str] = Field(default_factory=dict)
+    voice: list[AudioInsert] = Field(default_factory=list)
+    patches: list[PatchSetRef] = Field(default_factory=list)
+    render: dict[str, object] = Field(default_factory=dict)
+    lipsync_checkpoint: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    software_version: str = __version__
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- template (once per version)
+
+
+def template_version(template: Template) -> str:
+    video_digest = storage.file_digest(template.base_video_path)
+    payload = f"{video_digest}:{template.content_hash()}:{PREPARE_CODE_VERSION}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def prepared_root(template: Template, version: str) -> str:
+    return storage.join(storage.home(), "prepared", template.id, version)
+
+
+def cut_times(template: Template) -> list[float]:
+    times = {t for s in template.voice_segments for t in (s.start_time, s.end_time)}
+    times |= {t for s in template.visual_segments for t in (s.start_time, s.end_time)}
+    return sorted(times)
+
+
+def load_prepared(template: Template) -> PreparedTemplate | None:
+    if not storage.exists(template.base_video_path):
+        raise InputError("base_video_path", f"no video at {template.base_video_path}", "check the path or URI")
+    version = template_version(template)
+    uri = storage.join(prepared_root(template, version), "prepared.json")
+    if storage.exists(uri):
+        return PreparedTemplate.model_validate_json(storage.read_bytes(uri))
+    return None
+
+
+def prepare_template(template: Template) -> PreparedTemplate:
+    """Everything recipient-independent, once per template version (stored and reused)."""
+    from loom.lipsync.faces import detect_faces
+    from loom.media.prepare import prepare_media
+    from loom.media.probe import probe_video
+    from loom.visual.tracking import track_segment
+
+    cached = load_prepared(template)
+    if cached is not None:
+        return cached
+    version = template_version(template)
+    root = prepared_root(template, version)
+    source = probe_video(template.base_video_path)
+    template.check_against_video(source.duration)
+    media = prepare_media(template.base_video_path, cut_times(template), root)
+    prepared = PreparedTemplate(
+        template=template,
+        version=version,
+        root=root,
+        source=media.source,
+        video=media.video,
+        working_video_uri=media.working_video_uri,
+        mezzanine=media.mezzanine,
+        mezzanine_reason=media.mezzanine_reason,
+        audio_uri=media.audio_uri,
+        audio_sample_rate=media.audio_sample_rate,
+        audio_channels=media.audio_channels,
+    )
+    for seg in template.visual_segments:
+        uri = storage.join(root, "tracks", f"{seg.id}.json")
+        track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
+        prepared.tracks[seg.id] = uri
+        prepared.qa.extend(track.warnings)
+    for seg in template.voice_segments:
+        if not seg.lipsync:
+            continue
+        first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
+        uri = storage.join(root, "faces", f"{seg.id}.json")
+        faces = detect_faces(prepared.working_video_uri, prepared.video, first, stop, uri)
+        prepared.faces[seg.id] = uri
+        prepared.qa.extend(faces.warnings)
+    storage.write_text(storage.join(root, "prepared.json"), prepared.model_dump_json(indent=2))
+    return prepared
+
+
+# ---------------------------------------------------------------- one recipient's steps
+
+
+def recipient_workdir(prepared: PreparedTemplate, key: str) -> str:
+    return storage.join(storage.home(), "work", prepared.template.id, prepared.version, key)
+
+
+def default_output(template: Template, key: str) -> str:
+    return storage.join(storage.home(), "outputs", template.id, f"{key}.mp4")
+
+
+def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str], workdir: str) -> AudioInsert:
+    """Speak the line with the recipient's values and fit it into the segment's window."""
+    from loom.voice.fit import fit_line_to_window
+    from loom.voice.speech import synthesize_line
+
+    text, spoken = render_line(segment.template_text, values)
+    clip = synthesize_line(spoken, prepared.template.voice_id)
+    insert = fit_line_to_window(clip, segment, prepared, storage.join(workdir, f"voice-{segment.id}.wav"))
+    return insert.model_copy(update={"text": text, "spoken_text": spoken})
+
+
+def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
+    """Mouth patches for the window's frames, or None when lip-sync is off or unavailable."""
+    from loom.lipsync.engine import lipsync_segment
+
+    if not segment.lipsync or segment.id not in prepared.faces:
+        return None
+    return lipsync_segment(prepared, segment, insert, storage.join(workdir, f"lipsync-{segment.id}.npz"))
+
+
+def draw_visual(prepared: PreparedTemplate, segment: VisualSegment, values: dict[str, str], workdir: str) -> PatchSetRef:
+    from loom.visual.draw import draw_segment
+
+    return draw_segment(prepared, segment, values[segment.placeholder_key], storage.join(workdir, f"visual-{segment.id}.npz"))
+
+
+def compose(prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str) -> dict[str, object]:
+    from loom.media.render import render_recipient
+
+    report = render_recipient(prepared, inserts, patch_sets, out_uri)
+    return report.model_dump()
+
+
+def publish(
+    prepared: PreparedTemplate,
+    key: str,
+    values: dict[str, str],
+    inserts: list[AudioInsert],
+    patch_sets: list[PatchSetRef],
+    render: dict[str, object],
+    out_uri: str,
+    started: float,
+) -> RecipientResult:
+    """Preview PNG and the lineage record beside the video."""
+    from loom.visual.preview import make_preview
+
+    stem = out_uri[: -len(".mp4")] if out_uri.endswith(".mp4") else out_uri
+    preview = make_preview(prepared, out_uri, f"{stem}.preview.png")
+    warnings = list(prepared.qa)
+    for ps in patch_sets:
+        warnings.extend(str(w) for w in ps.qa.get("warnings", []) or [])
+    from loom.lipsync.engine import checkpoint_digest
+
+    result = RecipientResult(
+        template_id=prepared.template.id,
+        template_version=prepared.version,
+        recipient_key=key,
+        output_uri=out_uri,
+        preview_uri=preview,
+        record_uri=f"{stem}.json",
+        values=values,
+        voice=inserts,
+        patches=patch_sets,
+        render=render,
+        lipsync_checkpoint=checkpoint_digest(),
+        warnings=warnings,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    storage.write_text(result.record_uri, result.model_dump_json(indent=2))
+    return result
+
+
+def resolve_recipient(template: Template, prepared: PreparedTemplate, data: dict[str, object]) -> tuple[dict[str, str], str]:
+    values = check_row(template, data)
+    return values, recipient_key(prepared.version, values)
+
+
+def personalize(template: Template | str, data: dict[str, object], out: str | None = None) -> RecipientResult:
+    """One recipient, start to end, without Prefect: the same steps the recipient flow runs."""
+    started = time.perf_counter()
+    if isinstance(template, str):
+        template = load_template(template)
+    check_row(template, data)  # bad input fails before any expensive work
+    prepared = prepare_template(template)
+    values, key = resolve_recipient(template, prepared, data)
+    out_uri = out or default_output(template, key)
+    if out is not None and not out.endswith(".mp4") and not Path(out).suffix:
+        out_uri = storage.join(out, f"{key}.mp4")
+    workdir = recipient_workdir(prepared, key)
+    inserts = [voice_line(prepared, seg, values, workdir) for seg in template.voice_segments]
+    patch_sets: list[PatchSetRef] = []
+    for seg, insert in zip(template.voice_segments, inserts):
+        ref = lipsync_line(prepared, seg, insert, workdir)
+        if ref is not None:
+            patch_sets.append(ref)
+    patch_sets += [draw_visual(prepared, seg, values, workdir) for seg in template.visual_segments]
+    render = compose(prepared, inserts, patch_sets, out_uri)
+    result = publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
+    storage.remove(workdir)
+    return result
+
+
+def result_summary(result: RecipientResult) -> str:
+    return json.dumps({"output": result.output_uri, "key": result.recipient_key, "seconds": result.seconds})

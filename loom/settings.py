@@ -1,0 +1,45 @@
+"""Configuration from the environment (``LOOM_*``); Prefect blocks override it in deployed runs."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LoomSettings(BaseSettings):
+    """Engine settings; every field can be set as ``LOOM_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOM_", extra="ignore")
+
+    home: str = Field(
+        default_factory=lambda: str(Path.cwd() / ".loom"),
+        description="Root for templates, prepared templates, caches and outputs: a folder or gs://bucket/prefix.",
+    )
+    wav2lip_checkpoint: str | None = Field(
+        default=None, description="Wav2Lip checkpoint (local path or gs://). Lip-sync is skipped without it."
+    )
+    wav2lip_device: str = Field(default="auto", description="cuda, cpu or auto.")
+    wav2lip_batch_size: int = Field(default=32, ge=1, le=1024)
+    face_model: str | None = Field(
+        default=None, description="YuNet ONNX model file for the stronger face detector; Haar cascades otherwise."
+    )
+    gpu_pool: str | None = Field(
+        default=None, description="Name of a Prefect work pool that serves the wav2lip deployment."
+    )
+    api_keys: SecretStr | None = Field(default=None, description="Comma-separated API keys of the jobs API.")
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret for webhook signatures.")
+    webhook_allowed_hosts: str = Field(default="", description="Comma-separated hosts exempt from the SSRF guard.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> LoomSettings:
+    return LoomSettings()
+
+
+def reload_settings() -> LoomSettings:
+    """Re-read the environment (tests and long-lived processes that change it)."""
+    get_settings.cache_clear()
+    return get_settings()

@@ -1,0 +1,175 @@
+"""One door to files: local paths, ``file://``, ``gs://`` (gcsfs) and read-only ``https://``.
+
+Everything that reads or writes an artifact goes through here, so a ``gs://`` home works
+wherever a local one does. Libraries that need a real path (FFmpeg, OpenCV) get one through
+``local_path`` (download to a temp file) and ``staged_output`` (write locally, upload on exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+# gcsfs >= 2026.3 stalls ~60 s per bucket call on its experimental gRPC path against emulators.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import fsspec  # noqa: E402
+
+from loom.errors import InputError  # noqa: E402
+
+REMOTE_SCHEMES = ("gs://", "gcs://", "http://", "https://")
+READ_ONLY_SCHEMES = ("http://", "https://")
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith(REMOTE_SCHEMES)
+
+
+def _strip_file_scheme(uri: str) -> str:
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    uri = _strip_file_scheme(str(uri))
+    if uri.startswith(("gs://", "gcs://")):
+        options: dict[str, Any] = {}
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            options = {"token": "anon", "endpoint_url": emulator}
+        fs = fsspec.filesystem("gcs", **options)
+        return fs, uri
+    if uri.startswith(READ_ONLY_SCHEMES):
+        return fsspec.filesystem("https"), uri
+    return fsspec.filesystem("file"), os.path.abspath(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or a URI."""
+    base = str(base).rstrip("/")
+    tail = "/".join(p.strip("/") for p in parts if p)
+    return f"{base}/{tail}" if tail else base
+
+
+def exists(uri: str) -> bool:
+    fs, path = _filesystem(uri)
+    try:
+        return bool(fs.exists(path))
+    except (FileNotFoundError, PermissionError):
+        return False
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = _filesystem(uri)
+    with fs.open(path, "rb") as handle:
+        return handle.read()
+
+
+def read_text(uri: str, encoding: str = "utf-8") -> str:
+    return read_bytes(uri).decode(encoding)
+
+
+def _check_writable(uri: str) -> None:
+    if str(uri).startswith(READ_ONLY_SCHEMES):
+        raise InputError("output", f"cannot write to {uri}", "use a local path or gs:// for outputs")
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    """Write atomically where the backend allows (local: temp file + rename)."""
+    _check_writable(uri)
+    fs, path = _filesystem(uri)
+    if is_remote(uri):
+        with fs.open(path, "wb") as handle:
+            handle.write(data)
+        return uri
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(uri: str, text: str) -> str:
+    return write_bytes(uri, text.encode("utf-8"))
+
+
+def open_uri(uri: str, mode: str = "rb") -> IO[Any]:
+    if "w" in mode or "a" in mode:
+        _check_writable(uri)
+        if not is_remote(uri):
+            Path(_filesystem(uri)[1]).parent.mkdir(parents=True, exist_ok=True)
+    fs, path = _filesystem(uri)
+    return fs.open(path, mode)
+
+
+def remove(uri: str) -> None:
+    fs, path = _filesystem(uri)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(path, recursive=True)
+
+
+def list_dir(uri: str) -> list[str]:
+    fs, path = _filesystem(uri)
+    try:
+        names = fs.ls(path, detail=False)
+    except FileNotFoundError:
+        return []
+    prefix = "gs://" if str(uri).startswith(("gs://", "gcs://")) else ""
+    return sorted(prefix + n if prefix and not n.startswith(prefix) else n for n in names)
+
+
+def file_digest(uri: str, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content (streams; never loads it whole)."""
+    digest = hashlib.sha256()
+    with open_uri(uri, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def local_path(uri: str, suffix: str | None = None) -> Iterator[Path]:
+    """A real filesystem path for ``uri``: the file itself if local, else a temp download."""
+    uri = _strip_file_scheme(str(uri))
+    if not is_remote(uri):
+        yield Path(uri)
+        return
+    suffix = suffix if suffix is not None else Path(uri.split("?")[0]).suffix
+    with tempfile.TemporaryDirectory(prefix="loom-dl-") as tmp:
+        target = Path(tmp) / f"download{suffix}"
+        fs, path = _filesystem(uri)
+        with fs.open(path, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        yield target
+
+
+@contextlib.contextmanager
+def staged_output(uri: str, suffix: str | None = None) -> Iterator[Path]:
+    """A local path to write to; on success it is moved (or uploaded) to ``uri``."""
+    _check_writable(uri)
+    uri = _strip_file_scheme(str(uri))
+    suffix = suffix if suffix is not None else Path(uri).suffix
+    if not is_remote(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="loom-out-", dir=None if is_remote(uri) else Path(uri).parent) as tmp:
+        target = Path(tmp) / f"staged{suffix}"
+        yield target
+        if not target.exists():
+            return
+        if is_remote(uri):
+            fs, path = _filesystem(uri)
+            fs.put_file(str(target), path)
+        else:
+            os.replace(target, uri)
+
+
+def home() -> str:
+    from loom.settings import get_settings
+
+    return get_settings().home

@@ -1,0 +1,254 @@
+"""The seed's template JSON as pydantic models, with one clear message per problem.
+
+The seed's format is read unchanged; every extra field is optional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loom import storage
+from loom.errors import InputError
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_safe_id(value: str, field: str = "id") -> str:
+    """Ids become file names: letters, digits, '.', '_' and '-', never '..' or '/'."""
+    if not isinstance(value, str) or not SAFE_ID.match(value) or ".." in value:
+        raise InputError(
+            field, f"{value!r} is not a safe id", "use letters, digits, '.', '_' or '-' (no '/' or '..')"
+        )
+    return value
+
+
+class TextStyle(BaseModel):
+    """Optional look of replaced text; sampled from the original where unset."""
+
+    model_config = ConfigDict(extra="forbid")
+    color: str | None = Field(default=None, description="#RRGGBB; sampled from the original text when unset")
+    background: str | None = Field(default=None, description="#RRGGBB fill; sampled from the box border when unset")
+    weight: Literal["regular", "bold"] | None = None
+    align: Literal["left", "center", "right"] = "center"
+    font: str | None = Field(default=None, description="Path to a font file to use first")
+
+
+class VoiceSegment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    start_time: float = Field(ge=0)
+    end_time: float = Field(gt=0)
+    template_text: str = Field(min_length=1)
+    lipsync: bool = Field(default=True, description="Re-sync the mouth in this window")
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        return check_safe_id(v, "voice_segments.id")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VoiceSegment:
+        if self.end_time <= self.start_time:
+            raise ValueError(f"end_time {self.end_time} must be after start_time {self.start_time}")
+        return self
+
+    def placeholders(self) -> list[str]:
+        return text_placeholders(self.template_text)
+
+
+class VisualSegment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    segment_type: Literal["text", "image"]
+    start_time: float = Field(ge=0)
+    end_time: float = Field(gt=0)
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+    width: float = Field(gt=0, le=1)
+    height: float = Field(gt=0, le=1)
+    placeholder_key: str = Field(min_length=1)
+    style: TextStyle | None = None
+    image_fit: Literal["contain", "cover"] = "contain"
+    track: bool = Field(default=True, description="Follow the box if it moves")
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        return check_safe_id(v, "visual_segments.id")
+
+    @field_validator("placeholder_key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+            raise ValueError(f"placeholder_key {v!r} must be a name like company_name")
+        return v
+
+    @model_validator(mode="after")
+    def _inside(self) -> VisualSegment:
+        if self.end_time <= self.start_time:
+            raise ValueError(f"end_time {self.end_time} must be after start_time {self.start_time}")
+        if self.x + self.width > 1.0 + 1e-6 or self.y + self.height > 1.0 + 1e-6:
+            raise ValueError("box goes outside the frame: x + width and y + height must be at most 1")
+        return self
+
+
+class Template(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    name: str = ""
+    base_video_path: str = Field(min_length=1)
+    voice_id: str = ""
+    voice_segments: list[VoiceSegment] = Field(default_factory=list)
+    visual_segments: list[VisualSegment] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, v: str) -> str:
+        return check_safe_id(v, "id")
+
+    @model_validator(mode="after")
+    def _segments(self) -> Template:
+        ids = [s.id for s in self.voice_segments] + [s.id for s in self.visual_segments]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"segment ids must be unique; repeated: {', '.join(sorted(dup))}")
+        ordered = sorted(self.voice_segments, key=lambda s: s.start_time)
+        for a, b in zip(ordered, ordered[1:]):
+            if b.start_time < a.end_time:
+                raise ValueError(
+                    f"voice segments {a.id!r} ({a.start_time}-{a.end_time}s) and {b.id!r} "
+                    f"({b.start_time}-{b.end_time}s) overlap"
+                )
+        return self
+
+    def placeholders(self) -> list[str]:
+        """Every value a recipient row must give, in first-use order."""
+        keys: list[str] = []
+        for seg in self.voice_segments:
+            keys += seg.placeholders()
+        keys += [s.placeholder_key for s in self.visual_segments]
+        return list(dict.fromkeys(keys))
+
+    def image_keys(self) -> set[str]:
+        return {s.placeholder_key for s in self.visual_segments if s.segment_type == "image"}
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def check_against_video(self, duration: float, tolerance: float = 1e-3) -> None:
+        """Times must lie inside the recording (checked once it is probed)."""
+        for kind, segs in (("voice_segments", self.voice_segments), ("visual_segments", self.visual_segments)):
+            for seg in segs:
+                if seg.end_time > duration + tolerance:
+                    raise InputError(
+                        f"{kind}[{seg.id}].end_time",
+                        f"{seg.end_time:g}s is after the end of the video ({duration:.3f}s)",
+                        f"use an end_time of at most {duration:.3f}",
+                    )
+
+
+def text_placeholders(text: str) -> list[str]:
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name]
+    except ValueError as exc:
+        raise InputError("template_text", f"{text!r}: {exc}", "write placeholders as {client_name}") from exc
+    return list(dict.fromkeys(names))
+
+
+def render_text(text: str, values: dict[str, str]) -> str:
+    """Fill ``{key}`` placeholders; nothing else is interpreted (no attribute or index access)."""
+    out = []
+    for literal, name, _spec, _conv in string.Formatter().parse(text):
+        out.append(literal)
+        if name:
+            out.append(values[name])
+    return "".join(out)
+
+
+def _pydantic_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "template"
+    msg = err["msg"].removeprefix("Value error, ")
+    ctx_error = err.get("ctx", {}).get("error")
+    if isinstance(ctx_error, InputError):
+        return ctx_error.line()
+    return f"{loc}: {msg}"
+
+
+def parse_template(data: dict | str | bytes) -> Template:
+    """Validate template JSON (a dict or its text); raise ``InputError`` naming the first problem."""
+    if isinstance(data, (str, bytes)):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise InputError("template", f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the JSON") from exc
+    if not isinstance(data, dict):
+        raise InputError("template", "must be a JSON object", "see the template format in the README")
+    try:
+        return Template.model_validate(data)
+    except ValidationError as exc:
+        line = _pydantic_line(exc)
+        field, _, problem = line.partition(": ")
+        raise InputError(field, problem or line) from None
+
+
+def templates_dir() -> str:
+    return storage.join(storage.home(), "templates")
+
+
+def template_uri(template_id: str) -> str:
+    check_safe_id(template_id, "template_id")
+    return storage.join(templates_dir(), f"{template_id}.json")
+
+
+def looks_like_path(ref: str) -> bool:
+    return ref.endswith(".json") or "/" in ref or ref.startswith(("gs://", "https://", "file://"))
+
+
+def load_template(ref: str) -> Template:
+    """A template by stored id (under ``$LOOM_HOME/templates``) or by path/URI to its JSON.
+
+    A relative ``base_video_path`` is read relative to the template file.
+    """
+    if looks_like_path(ref) and not ref.startswith(("gs://", "https://", "file://")) and ".." in ref.split("/"):
+        pass  # explicit local paths given by the operator are allowed to climb
+    if looks_like_path(ref):
+        uri = ref
+        if not storage.exists(uri):
+            raise InputError("template", f"no template file at {ref}", "give a template id or a path to its JSON")
+    else:
+        uri = template_uri(ref)
+        if not storage.exists(uri):
+            raise InputError("template", f"no template with id {ref!r}", "create it with `loom create-template --config T.json`")
+    template = parse_template(storage.read_bytes(uri))
+    base = template.base_video_path
+    if not storage.is_remote(base) and not base.startswith("/") and not base.startswith("file://"):
+        parent = uri.rsplit("/", 1)[0] if "/" in uri else "."
+        candidate = storage.join(parent, base)
+        if storage.exists(candidate) or not storage.exists(base):
+            template = template.model_copy(update={"base_video_path": candidate})
+    return template
+
+
+def save_template(template: Template) -> str:
+    return storage.write_text(template_uri(template.id), template.model_dump_json(indent=2))
+
+
+def list_templates() -> list[Template]:
+    out = []
+    for uri in storage.list_dir(templates_dir()):
+        if uri.endswith(".json"):
+            try:
+                out.append(parse_template(storage.read_bytes(uri)))
+            except InputError:
+                continue
+    return out
