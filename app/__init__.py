@@ -1,0 +1,1 @@
+"""Entry points: the ``loom`` CLI and the jobs API."""

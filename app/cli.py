@@ -1,0 +1,270 @@
+"""The ``loom`` command line.
+
+Every command that writes a file prints its location as the last line of stdout. Bad input
+prints one line naming the field and the fix to stderr and exits 2, without a traceback.
+Imports are lazy so that a quick command stays quick (no Prefect import on the engine path).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="loom",
+    help="Personalized demo videos made by editing one real recording.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def user_errors(func: F) -> F:
+    """Turn engine errors into one line and an exit code; tracebacks only with LOOM_DEBUG=1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from loom.errors import InputError, RecipientFailed, ServiceError
+
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except InputError as exc:
+            _err(f"error: {exc.line()}")
+            raise typer.Exit(2) from None
+        except (RecipientFailed, ServiceError) as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("LOOM_DEBUG"):
+                raise
+            _err(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (set LOOM_DEBUG=1 for details)")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=_stderr_console(), show_time=False, show_path=False)],
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.callback()
+def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress")] = False) -> None:
+    _setup_logging(verbose)
+
+
+def _read_json_file(path: str, field: str) -> dict[str, Any]:
+    from loom import storage
+    from loom.errors import InputError
+
+    if not storage.exists(path):
+        raise InputError(field, f"no file at {path}", "check the path")
+    try:
+        data = json.loads(storage.read_bytes(path).decode("utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(field, f"{path} is not valid JSON ({exc})", "fix the JSON") from None
+    if not isinstance(data, dict):
+        raise InputError(field, f"{path} must hold a JSON object", 'e.g. {"client_name": "Ada"}')
+    return data
+
+
+@app.command("create-template")
+@user_errors
+def create_template(
+    config: Annotated[str, typer.Option("--config", help="Template JSON (the seed's format)")],
+    prepare: Annotated[bool, typer.Option(help="Prepare it now (probe, mezzanine, tracks, faces)")] = True,
+) -> None:
+    """Validate a template, store it under its id and prepare it."""
+    from loom.template import load_template, save_template
+
+    template = load_template(config)
+    if prepare:
+        from loom.pipeline import prepare_template
+
+        with _stderr_console().status(f"preparing template {template.id}"):
+            prepared = prepare_template(template)
+        for warning in prepared.qa:
+            _err(f"warning: {warning}")
+    typer.echo(f"template {template.id} stored")
+    typer.echo(save_template(template))
+
+
+@app.command()
+@user_errors
+def personalize(
+    template: Annotated[str, typer.Option("--template", help="Template id or path to its JSON")],
+    data: Annotated[str, typer.Option("--data", help="JSON object of placeholder values")],
+    out: Annotated[str | None, typer.Option("--out", help="Output .mp4 (or folder)")] = None,
+) -> None:
+    """Make one personalized video (no Prefect server needed)."""
+    from loom.pipeline import personalize as run
+
+    values = _read_json_file(data, "data")
+    with _stderr_console().status("personalizing"):
+        result = run(template, values, out)
+    for warning in result.warnings:
+        _err(f"warning: {warning}")
+    if result.preview_uri:
+        typer.echo(f"preview: {result.preview_uri}")
+    typer.echo(result.output_uri)
+
+
+@app.command()
+@user_errors
+def campaign(
+    template: Annotated[str, typer.Option("--template", help="Template id or path to its JSON")],
+    sheet: Annotated[str, typer.Option("--sheet", help="CSV or XLSX (local, gs://, https://)")],
+    out: Annotated[str | None, typer.Option("--out", help="Output folder")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=16, help="Recipients made at once")] = 2,
+    prefect: Annotated[
+        bool | None, typer.Option("--prefect/--no-prefect", help="Run as a Prefect flow (default: when PREFECT_API_URL is set)")
+    ] = None,
+) -> None:
+    """Make one video per sheet row; writes manifest.csv in the output folder."""
+    use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
+    if use_prefect:
+        manifest = _campaign_with_prefect(template, sheet, out, concurrency)
+        typer.echo(manifest)
+        return
+    from rich.progress import Progress
+
+    from loom.campaign import plan_campaign, run_campaign_locally
+    from loom.pipeline import template_version
+    from loom.template import load_template
+
+    tpl = load_template(template)
+    plan = plan_campaign(tpl, template_version(tpl), sheet, out)
+    for entry in plan.entries:
+        if entry.status in ("invalid", "duplicate"):
+            _err(f"row {entry.row.number}: {entry.status}: {entry.error}")
+    with Progress(console=_stderr_console(), transient=True) as progress:
+        bar = progress.add_task("recipients", total=len(plan.to_make))
+        run_campaign_locally(plan, concurrency, on_progress=lambda e: progress.advance(bar))
+    counts: dict[str, int] = {}
+    for entry in plan.entries:
+        counts[entry.status] = counts.get(entry.status, 0) + 1
+        if entry.status == "failed":
+            _err(f"row {entry.row.number}: failed: {entry.error}")
+        elif entry.status in ("done", "skipped"):
+            typer.echo(entry.output_uri)
+    typer.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    typer.echo(plan.manifest_uri)
+
+
+def _campaign_with_prefect(template: str, sheet: str, out: str | None, concurrency: int) -> str:
+    try:
+        from flows.campaign import campaign as campaign_flow
+    except ImportError:
+        _err("the Prefect campaign flow is not available yet (issue 7); run with --no-prefect")
+        raise typer.Exit(2) from None
+    result = campaign_flow(template=template, sheet=sheet, output_dir=out, concurrency=concurrency)
+    return str(getattr(result, "manifest_uri", result))
+
+
+@app.command("clone-voice")
+@user_errors
+def clone_voice(
+    name: Annotated[str, typer.Option("--name", help="Name of the new voice")],
+    files: Annotated[list[str], typer.Argument(help="Audio files of the presenter speaking")],
+) -> None:
+    """Clone a voice with ElevenLabs (needs ELEVENLABS_API_KEY); prints the voice id last."""
+    from loom.voice.speech import clone_voice as run
+
+    typer.echo(run(name, files))
+
+
+@app.command()
+@user_errors
+def lipsync(
+    video: Annotated[str, typer.Option("--video", help="Video with a face")],
+    audio: Annotated[str, typer.Option("--audio", help="Speech to sync the mouth to")],
+    out: Annotated[str, typer.Option("--out", help="Output video")],
+    checkpoint: Annotated[str | None, typer.Option("--checkpoint", help="Wav2Lip checkpoint (.pth)")] = None,
+) -> None:
+    """Lip-sync one clip to an audio file with Wav2Lip."""
+    from loom.lipsync.engine import lipsync_clip
+
+    typer.echo(lipsync_clip(video, audio, out, checkpoint=checkpoint))
+
+
+@app.command()
+@user_errors
+def serve(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to bind")] = "127.0.0.1",
+) -> None:
+    """Run the jobs API (POST /jobs, GET /jobs/{id}); talks to PREFECT_API_URL."""
+    try:
+        from app.api import create_app
+    except ImportError:
+        _err("the jobs API is not available yet (issue 8)")
+        raise typer.Exit(2) from None
+    import uvicorn
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+@user_errors
+def up(port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200) -> None:
+    """Start the local stack: Prefect server, pools, deployments, workers. Ctrl-C stops it."""
+    try:
+        from app.stack import run_stack
+    except ImportError:
+        _err("the local stack is not available yet (issue 7)")
+        raise typer.Exit(2) from None
+    run_stack(port=port)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Folder for the demo's files")] = "demo-output",
+    rows: Annotated[int, typer.Option(min=1, max=10, help="Recipients in the demo sheet")] = 3,
+) -> None:
+    """Make a base recording, a template and a sheet, run the campaign, write contact sheets."""
+    from loom.demo import run_demo
+
+    result = run_demo(Path(out), rows=rows, console=_stderr_console())
+    for video in result.videos:
+        typer.echo(video)
+    typer.echo(str(result.folder))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

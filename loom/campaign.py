@@ -1,0 +1,146 @@
+"""A campaign without an orchestrator: plan the rows, make what is missing, write the manifest.
+
+The Prefect campaign flow uses the same planning and manifest functions; only the fan-out
+differs (Prefect tasks/subflows there, a thread pool here).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from loom import storage
+from loom.errors import InputError, RecipientFailed, ServiceError
+from loom.recipients import CheckedRow, check_rows, read_rows
+from loom.template import Template
+
+log = logging.getLogger("loom")
+
+MANIFEST_COLUMNS = ["row", "row_key", "recipient", "status", "output_uri", "error", "seconds"]
+
+
+@dataclass
+class CampaignEntry:
+    row: CheckedRow
+    output_uri: str = ""
+    status: str = "pending"  # pending | done | skipped | failed | invalid | duplicate
+    error: str = ""
+    seconds: float = 0.0
+
+    def manifest_row(self) -> dict[str, object]:
+        return {
+            "row": self.row.number,
+            "row_key": self.row.key,
+            "recipient": self.row.label,
+            "status": self.status,
+            "output_uri": self.output_uri,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class CampaignPlan:
+    template: Template
+    template_version: str
+    output_dir: str
+    entries: list[CampaignEntry] = field(default_factory=list)
+
+    @property
+    def to_make(self) -> list[CampaignEntry]:
+        return [e for e in self.entries if e.status == "pending"]
+
+    @property
+    def manifest_uri(self) -> str:
+        return storage.join(self.output_dir, "manifest.csv")
+
+
+def slug(text: str, limit: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    s = re.sub(r"[^A-Za-z0-9]+", "-", ascii_text).strip("-").lower()
+    return s[:limit].strip("-") or "recipient"
+
+
+def output_name(row: CheckedRow) -> str:
+    return f"{slug(row.label)}-{row.key}.mp4"
+
+
+def default_output_dir(template: Template) -> str:
+    return storage.join(storage.home(), "outputs", template.id)
+
+
+def plan_campaign(template: Template, template_version: str, sheet: str, output_dir: str | None = None) -> CampaignPlan:
+    """Read and check every row first; mark invalid rows, duplicates and outputs that already exist."""
+    out_dir = output_dir or default_output_dir(template)
+    rows = check_rows(template, template_version, read_rows(sheet))
+    plan = CampaignPlan(template=template, template_version=template_version, output_dir=out_dir)
+    for row in rows:
+        entry = CampaignEntry(row=row)
+        if row.error:
+            entry.status, entry.error = "invalid", row.error
+        elif row.duplicate_of is not None:
+            entry.status, entry.error = "duplicate", f"same values as row {row.duplicate_of}"
+            entry.output_uri = storage.join(out_dir, output_name(row))
+        else:
+            entry.output_uri = storage.join(out_dir, output_name(row))
+            if storage.exists(entry.output_uri):
+                entry.status = "skipped"  # made by an earlier run: resume without duplicates
+        plan.entries.append(entry)
+    return plan
+
+
+def manifest_csv(entries: list[CampaignEntry]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS)
+    writer.writeheader()
+    for entry in entries:
+        writer.writerow(entry.manifest_row())
+    return buf.getvalue()
+
+
+def write_manifest(plan: CampaignPlan) -> str:
+    return storage.write_text(plan.manifest_uri, manifest_csv(plan.entries))
+
+
+def failure_line(exc: BaseException) -> str:
+    if isinstance(exc, InputError):
+        return exc.line()
+    if isinstance(exc, (RecipientFailed, ServiceError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+
+
+def make_entry(plan: CampaignPlan, entry: CampaignEntry, personalize: Callable[..., object]) -> CampaignEntry:
+    started = time.perf_counter()
+    try:
+        personalize(plan.template, entry.row.values, entry.output_uri)
+        entry.status = "done"
+    except Exception as exc:  # one recipient's failure never stops the others
+        entry.status, entry.error = "failed", failure_line(exc)
+        log.warning("row %s failed: %s", entry.row.number, entry.error)
+    entry.seconds = time.perf_counter() - started
+    return entry
+
+
+def run_campaign_locally(
+    plan: CampaignPlan, concurrency: int = 2, on_progress: Callable[[CampaignEntry], None] | None = None
+) -> CampaignPlan:
+    """Make every pending entry with a bounded thread pool, then write the manifest."""
+    from loom.pipeline import personalize, prepare_template
+
+    if plan.to_make:
+        prepare_template(plan.template)  # once, before the fan-out
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for entry in pool.map(lambda e: make_entry(plan, e, personalize), plan.to_make):
+            if on_progress:
+                on_progress(entry)
+            write_manifest(plan)
+    write_manifest(plan)
+    return plan

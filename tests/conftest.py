@@ -1,0 +1,31 @@
+"""Shared test set-up: every test session gets its own LOOM_HOME and Prefect home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="loom-tests-"))
+os.environ.setdefault("LOOM_HOME", str(_SESSION_TMP / "loom-home"))
+os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect-home"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+# Tests never talk to the real ElevenLabs: only the fake servers they start set these.
+for _name in ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", "LOOM_WAV2LIP_CHECKPOINT", "PREFECT_API_URL"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture
+def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh LOOM_HOME for one test."""
+    from loom.settings import reload_settings
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOOM_HOME", str(home))
+    reload_settings()
+    yield home
+    monkeypatch.undo()
+    reload_settings()
