@@ -10,9 +10,14 @@ from loom.voice.provider import SpeechProvider, choose_provider
 from loom.voice.wav import wav_bytes
 
 
+def spoken_form(text: str) -> str:
+    """The text as sent to the voice: runs of whitespace are one space (they never change speech)."""
+    return " ".join(text.split())
+
+
 def _key(provider: SpeechProvider, text: str, voice_id: str) -> str:
     voice, model, settings = provider.identity(voice_id)
-    return speech_key(provider.name, voice, model, settings, text)
+    return speech_key(provider.name, voice, model, settings, spoken_form(text))
 
 
 def speech_cache_key(text: str, voice_id: str, config: VoiceConfig | None = None) -> str:
@@ -24,7 +29,7 @@ def speech_cache_key(text: str, voice_id: str, config: VoiceConfig | None = None
 def synthesize_line(text: str, voice_id: str, config: VoiceConfig | None = None) -> SpeechClip:
     """A WAV of ``text`` in the voice; a line said before (same provider, voice, model, settings,
     text) comes from the cache and makes no request."""
-    spoken = " ".join(text.split())
+    spoken = spoken_form(text)
     if not spoken:
         raise InputError("template_text", "the line to speak is empty", "give the voice segment some words")
     config = config or voice_config_from_env()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up better-loom in ./.venv on a fresh machine: Python >= 3.11 and pip are all it needs.
+# FFmpeg (PyAV, imageio-ffmpeg), espeak-ng (espeakng-loader), fonts (Noto) and OpenCV come from pip.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+# The CPU build of torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[test]"
+echo "better-loom is installed: .venv/bin/loom --help" >&2

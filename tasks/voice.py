@@ -1,0 +1,59 @@
+"""Speak and fit one voice line; cached by the engine's speech cache key, so a line is paid for once.
+
+The fitted WAV is written under the prepared template (``voice/<segment>/<line key>/``), not in the
+recipient's scratch folder, so a cached result keeps pointing at a file that still exists and
+recipients whose line reads the same share it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.utilities.hashing import hash_objects
+
+from loom import pipeline, storage
+from loom.edits import AudioInsert
+from loom.prepared import PreparedTemplate
+from loom.recipients import render_line
+from loom.template import VoiceSegment
+from tasks.caching import ContentKey
+from tasks.retries import network_retry_options
+
+
+def speech_key(spoken_text: str, voice_id: str) -> str:
+    """The engine's cache key of the speech clip for this text and voice (provider and settings included)."""
+    from loom.voice.speech import speech_cache_key_for
+
+    return speech_cache_key_for(spoken_text, voice_id)
+
+
+def line_key(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
+    """What decides a fitted line: the prepared template, the window, the written text and the speech."""
+    text, spoken = render_line(segment.template_text, values)
+    return hash_objects(prepared.version, segment.model_dump(mode="json"), text, speech_key(spoken, prepared.template.voice_id)) or ""
+
+
+def line_dir(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
+    return storage.join(prepared.root, "voice", segment.id, line_key(prepared, segment, values)[:24])
+
+
+def _line_key(inputs: dict[str, Any]) -> str:
+    return line_key(inputs["prepared"], inputs["segment"], inputs["values"])
+
+
+VOICE_CACHE = ContentKey(content=_line_key, name="voice-line")
+
+
+@task(name="voice-line", cache_policy=VOICE_CACHE, persist_result=True, **network_retry_options())
+def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
+    """Speech for the recipient's line fitted into the segment's window (``pipeline.voice_line``)."""
+    return pipeline.voice_line(prepared, segment, values, line_dir(prepared, segment, values))
+
+
+def voice_line_fresh(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
+    """``voice_line``, re-made when the cached result's WAV is gone from storage."""
+    insert = voice_line(prepared, segment, values)
+    if not storage.exists(insert.uri):
+        insert = voice_line.with_options(refresh_cache=True)(prepared, segment, values)
+    return insert
