@@ -17,15 +17,14 @@ from loom.edits import AudioInsert
 from loom.prepared import PreparedTemplate
 from loom.recipients import render_line
 from loom.template import VoiceSegment
+from loom.voice.speech import speech_cache_key
 from tasks.caching import ContentKey
 from tasks.retries import network_retry_options
 
 
 def speech_key(spoken_text: str, voice_id: str) -> str:
     """The engine's cache key of the speech clip for this text and voice (provider and settings included)."""
-    from loom.voice.speech import speech_cache_key_for
-
-    return speech_cache_key_for(spoken_text, voice_id)
+    return speech_cache_key(spoken_text, voice_id)
 
 
 def line_key(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
@@ -51,9 +50,8 @@ def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[s
     return pipeline.voice_line(prepared, segment, values, line_dir(prepared, segment, values))
 
 
-def voice_line_fresh(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
-    """``voice_line``, re-made when the cached result's WAV is gone from storage."""
-    insert = voice_line(prepared, segment, values)
-    if not storage.exists(insert.uri):
-        insert = voice_line.with_options(refresh_cache=True)(prepared, segment, values)
-    return insert
+def remade_if_missing(insert: AudioInsert, prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
+    """A cached result is only good while its WAV is still in storage; otherwise make it again."""
+    if storage.exists(insert.uri):
+        return insert
+    return voice_line.with_options(refresh_cache=True)(prepared, segment, values)

@@ -8,7 +8,6 @@ bands 55-7600 Hz, ``20 log10(max(1e-5, x)) - 20`` dB, normalized symmetrically t
 
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 
 import av
@@ -107,12 +106,14 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
     return np.clip(normalized, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
 
 
-def mel_start(seconds: float | Fraction) -> int:
+def mel_start(seconds: float) -> int:
     """First mel index of the 16-frame window for a video frame shown ``seconds`` into the audio.
 
     For frame ``i`` of a clip at ``fps`` this is the original's ``int(i * 80 / fps)``.
     """
-    return int(Fraction(seconds) * MEL_FRAMES_PER_SECOND) if seconds > 0 else 0
+    # The epsilon absorbs float error in i / fps (1.4 is stored as 1.39999...); real starts are
+    # at least 1/3000 of a mel frame away from the next integer, so it never rounds a true value up.
+    return int(float(seconds) * MEL_FRAMES_PER_SECOND + 1e-6) if seconds > 0 else 0
 
 
 def mel_windows(mel: np.ndarray, starts: list[int]) -> np.ndarray:

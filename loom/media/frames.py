@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -18,6 +19,12 @@ def read_frames(uri: str, first: int, stop: int, fmt: str = "rgb24") -> Iterator
     span, not the recording. Frames are ``(h, w, 3)`` uint8 in ``fmt`` (rgb24 or bgr24).
     Assumes a constant frame rate (prepared templates guarantee it).
     """
+    for index, frame in read_video_frames(uri, first, stop):
+        yield index, frame.to_ndarray(format=fmt)
+
+
+def read_video_frames(uri: str, first: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Like ``read_frames`` but yields the decoded ``av.VideoFrame`` (no pixel conversion)."""
     if stop <= first:
         return
     with storage.local_path(uri) as path, av.open(str(path)) as container:
@@ -27,9 +34,22 @@ def read_frames(uri: str, first: int, stop: int, fmt: str = "rgb24") -> Iterator
         tb = stream.time_base
         start_pts = stream.start_time or 0
         target_pts = start_pts + int(Fraction(first) / rate / tb)
-        if first > 0:
-            container.seek(max(target_pts, start_pts), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
+        # MP4 seeks by decode time: with B-frames a keyframe's dts is below its pts, so the seek
+        # may land after ``first``; step back a second at a time until it does not.
+        back, seek_pts = 0, start_pts
+        while True:
+            if first > 0:
+                seek_pts = max(start_pts, target_pts - int(back / tb))
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+            head = next((f for f in frames if f.pts is not None), None)
+            if head is None:
+                return
+            head_index = round((head.pts - start_pts) * tb * rate)
+            if head_index <= first or first == 0 or seek_pts == start_pts:
+                break
+            back += 1
+        for frame in itertools.chain([head], frames):
             if frame.pts is None:
                 continue
             index = round((frame.pts - start_pts) * tb * rate)
@@ -37,4 +57,4 @@ def read_frames(uri: str, first: int, stop: int, fmt: str = "rgb24") -> Iterator
                 continue
             if index >= stop:
                 break
-            yield index, frame.to_ndarray(format=fmt)
+            yield index, frame

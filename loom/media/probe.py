@@ -59,15 +59,18 @@ def frame_span(start: float, end: float, fps: Fraction, frame_count: int | None 
     return int(first), int(stop)
 
 
-def _rotation(stream: av.video.stream.VideoStream) -> int:
-    side = getattr(stream, "side_data", None)
-    try:
-        if side and "DISPLAYMATRIX" in side:
-            return int(round(float(side["DISPLAYMATRIX"]))) % 360
-    except (TypeError, ValueError):
-        pass
+def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Display rotation in degrees (counter-clockwise), read from the first decoded frame's display matrix."""
     tag = stream.metadata.get("rotate")
-    return int(tag) % 360 if tag and tag.lstrip("-").isdigit() else 0
+    if tag and tag.lstrip("-").isdigit():
+        return int(tag) % 360
+    try:
+        container.seek(0, stream=stream)
+        for frame in container.decode(stream):
+            return int(round(float(getattr(frame, "rotation", 0) or 0))) % 360
+    except (av.error.FFmpegError, ValueError, TypeError):
+        return 0
+    return 0
 
 
 def probe_video(uri: str) -> VideoInfo:
@@ -124,7 +127,7 @@ def probe_video(uri: str) -> VideoInfo:
                 frame_count=n,
                 duration=duration,
                 constant_frame_rate=cfr,
-                rotation=_rotation(vs),
+                rotation=_rotation(container, vs),
                 sample_aspect=str(vs.sample_aspect_ratio or "1/1"),
                 bit_rate=cc.bit_rate or container.bit_rate,
                 color_range=str(cc.color_range) if getattr(cc, "color_range", None) is not None else None,

@@ -32,8 +32,8 @@ class ElevenLabsConfig(BaseSettings):
     model_id: str = Field(default="eleven_multilingual_v2")
     output_format: str = Field(
         default="pcm_24000",
-        pattern=r"^pcm_\d+$",
-        description="raw 16-bit mono PCM at this rate (44.1 kHz and up needs a Pro plan)",
+        pattern=r"^(pcm|wav|mp3|opus)_\d+(_\d+)?$",
+        description="pcm_<rate> (raw 16-bit mono; lossless, the default) or wav/mp3/opus; 44.1 kHz PCM needs a Pro plan",
     )
     voice_settings: VoiceSettings = Field(default_factory=VoiceSettings)
     timeout_s: float = Field(default=60.0, gt=0, le=600, description="per request")
@@ -47,10 +47,6 @@ class ElevenLabsConfig(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.output_format.split("_", 1)[1])
 
 
 class VoiceConfig(BaseModel):

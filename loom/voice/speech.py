@@ -51,3 +51,13 @@ def synthesize_line(text: str, voice_id: str, config: VoiceConfig | None = None)
         duration=len(audio.samples) / audio.sample_rate,
         alignment=audio.alignment,
     )
+
+
+def clone_voice(name: str, files: list[str], **options: object) -> str:
+    """Clone the presenter's voice on ElevenLabs from ``files``; returns the new voice id.
+
+    See ``loom.voice.cloning.clone_voice`` (imported here lazily: the SDK loads only when cloning).
+    """
+    from loom.voice import cloning
+
+    return cloning.clone_voice(name, files, **options)  # type: ignore[arg-type]

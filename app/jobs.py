@@ -1,0 +1,421 @@
+"""Jobs are Prefect flow runs: created from deployments, read back for status, output and error.
+
+A job's id is its flow run id, so the same run is visible in the Prefect UI. What Prefect does not
+hold — who asked for it and where to send the webhook (URLs can carry tokens) — is kept in a
+small record per job under ``$LOOM_HOME/jobs/`` beside the outputs, so it survives an API restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from loom import storage
+
+log = logging.getLogger("loom.jobs")
+
+RECIPIENT_DEPLOYMENT = "personalize-recipient/personalize-recipient"
+CAMPAIGN_DEPLOYMENT = "campaign/campaign"
+JOB_TAG = "loom-api"
+SIGNED_URL_TTL = dt.timedelta(hours=24)
+
+JobStatus = Literal["scheduled", "running", "completed", "failed"]
+FINAL: set[str] = {"completed", "failed"}
+
+
+class OrchestratorUnavailable(RuntimeError):
+    """The Prefect API cannot be reached, or the deployment is not there (a 503 for clients)."""
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobRecord(BaseModel):
+    """What the API keeps about a job that Prefect does not."""
+
+    id: str
+    kind: Literal["recipient", "campaign"]
+    template_id: str
+    owner: str = Field(description="hash of the API key that created the job (never the key)")
+    created_at: dt.datetime
+    webhook_url: str | None = None
+    webhook_state: Literal["none", "pending", "delivered", "failed"] = "none"
+    webhook_attempts: int = 0
+    webhook_error: str | None = None
+
+
+class JobView(BaseModel):
+    """A job as clients see it."""
+
+    id: str
+    kind: Literal["recipient", "campaign"] = "recipient"
+    template_id: str = ""
+    status: JobStatus
+    state: str = Field(description="Prefect's state name (Scheduled, Late, Running, Completed, Crashed, ...)")
+    progress: float = Field(ge=0, le=1, description="0 to 1")
+    output_uri: str | None = Field(default=None, description="where the output was stored")
+    output_url: str | None = Field(default=None, description="a URL to fetch it: signed for gs://, file:// for local")
+    error: str | None = None
+    created_at: dt.datetime | None = None
+    webhook: str | None = Field(default=None, description="none, pending, delivered or failed")
+
+
+# ---------------------------------------------------------------- secrets never leave
+
+
+def secret_values() -> list[str]:
+    """Values that must never appear in a response, a log or a webhook."""
+    from loom.settings import get_settings
+
+    settings = get_settings()
+    values = []
+    for secret in (settings.api_keys, settings.webhook_secret):
+        if secret is not None:
+            raw = secret.get_secret_value()
+            values += [raw] + [k.strip() for k in raw.split(",")]
+    for name, value in os.environ.items():
+        if re.search(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIALS)", name, re.I) and not name.startswith("LOOM_HOME"):
+            values.append(value)
+    return sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
+
+
+def scrub(text: str | None) -> str | None:
+    if not text:
+        return text
+    for value in secret_values():
+        text = text.replace(value, "***")
+    return text
+
+
+# ---------------------------------------------------------------- records
+
+
+class JobStore:
+    """One JSON file per job under ``<home>/jobs`` (local or gs://)."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root or storage.join(storage.home(), "jobs")
+        self._lock = threading.Lock()
+
+    def _uri(self, job_id: str) -> str:
+        return storage.join(self.root, f"{uuid.UUID(job_id)}.json")  # a UUID: never a path
+
+    def save(self, record: JobRecord) -> None:
+        with self._lock:
+            storage.write_text(self._uri(record.id), record.model_dump_json(indent=2))
+
+    def load(self, job_id: str) -> JobRecord:
+        try:
+            uri = self._uri(job_id)
+        except ValueError:
+            raise JobNotFound(job_id) from None
+        if not storage.exists(uri):
+            raise JobNotFound(job_id)
+        return JobRecord.model_validate_json(storage.read_bytes(uri))
+
+    def pending_webhooks(self) -> list[JobRecord]:
+        out = []
+        for uri in storage.list_dir(self.root):
+            if uri.endswith(".json"):
+                try:
+                    record = JobRecord.model_validate_json(storage.read_bytes(uri))
+                except ValueError:
+                    continue
+                if record.webhook_state == "pending":
+                    out.append(record)
+        return out
+
+
+# ---------------------------------------------------------------- Prefect
+
+
+def _client():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def status_of(state_type: str | None) -> JobStatus:
+    """Prefect's state types folded into the four the jobs API promises."""
+    name = (state_type or "SCHEDULED").upper()
+    if name in ("SCHEDULED", "PENDING"):
+        return "scheduled"
+    if name in ("RUNNING", "PAUSED", "CANCELLING"):
+        return "running"
+    if name == "COMPLETED":
+        return "completed"
+    return "failed"  # FAILED, CRASHED, CANCELLED
+
+
+def create_run(deployment: str, parameters: dict[str, object], idempotency_key: str | None = None) -> str:
+    """Create a flow run of ``deployment`` (``flow/deployment``); its id."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with _client() as client:
+            try:
+                dep = client.read_deployment_by_name(deployment)
+            except ObjectNotFound:
+                raise OrchestratorUnavailable(
+                    f"deployment {deployment} does not exist; start the stack with `loom up`"
+                ) from None
+            run = client.create_flow_run_from_deployment(
+                dep.id, parameters=parameters, tags=[JOB_TAG], idempotency_key=idempotency_key
+            )
+    except OrchestratorUnavailable:
+        raise
+    except Exception as exc:  # httpx errors, Prefect HTTP errors: the orchestrator is not usable
+        log.warning("cannot create a run of %s: %s", deployment, type(exc).__name__)
+        raise OrchestratorUnavailable(
+            f"the Prefect API is not reachable ({type(exc).__name__}); check PREFECT_API_URL or run `loom up`"
+        ) from None
+    return str(run.id)
+
+
+_LINK = re.compile(r"\]\((?P<link>[^)\s]+)\)\s*$")
+
+
+def _artifact_link(data: object) -> str | None:
+    if not isinstance(data, str):
+        return None
+    match = _LINK.search(data.strip())
+    return match.group("link") if match else (data.strip() or None)
+
+
+def _as_uri(link: str) -> str:
+    return link[len("file://") :] if link.startswith("file://") else link
+
+
+def _progress_from_artifacts(artifacts: list) -> float | None:
+    for art in artifacts:
+        if art.type == "progress" and isinstance(art.data, (int, float)):
+            return max(0.0, min(1.0, float(art.data) / 100.0))
+    return None
+
+
+def _output_from_artifacts(artifacts: list, kind: str) -> str | None:
+    wanted = (".mp4", ".mov", ".mkv", ".webm") if kind == "recipient" else (".csv",)
+    links = [_artifact_link(a.data) for a in artifacts if (a.type or "") in ("markdown", "link") and a.data]
+    links = [l for l in links if l and (l.startswith(("gs://", "https://", "http://", "file://", "/")))]
+    for link in links:
+        if link.split("?")[0].lower().endswith(wanted):
+            return _as_uri(link)
+    return None
+
+
+def _output_from_result(state) -> str | None:
+    """The flow's return value, when it was persisted where this process can read it."""
+    try:
+        result = state.result(raise_on_failure=False, fetch=True)
+    except Exception:  # MissingResult and friends: the run kept no readable result
+        return None
+    if isinstance(result, dict):
+        value = result.get("output_uri") or result.get("manifest_uri") or result.get("output")
+        return value if isinstance(value, str) else None
+    value = getattr(result, "output_uri", None) or getattr(result, "manifest_uri", None)
+    return value if isinstance(value, str) else None
+
+
+def _task_progress(client, flow_run_id: uuid.UUID) -> float:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), limit=200)
+    if not runs:
+        return 0.0
+    done = sum(1 for r in runs if r.state is not None and r.state.is_final())
+    return min(0.95, done / len(runs))  # more tasks may still be submitted: never claim done early
+
+
+def read_job(record: JobRecord) -> JobView:
+    """The job's state, progress, output and error as Prefect knows them now."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.exceptions import ObjectNotFound
+
+    run_id = uuid.UUID(record.id)
+    try:
+        with _client() as client:
+            try:
+                run = client.read_flow_run(run_id)
+            except ObjectNotFound:
+                raise JobNotFound(record.id) from None
+            state = run.state
+            state_type = state.type.value if state is not None else None
+            status = status_of(state_type)
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            progress = {"scheduled": 0.0, "completed": 1.0}.get(status)
+            if progress is None:
+                progress = _progress_from_artifacts(artifacts)
+            if progress is None:
+                progress = _task_progress(client, run_id) if status == "running" else 0.0
+            output_uri = None
+            if status == "completed":
+                output_uri = _output_from_artifacts(artifacts, record.kind) or _output_from_result(state)
+    except (JobNotFound, OrchestratorUnavailable):
+        raise
+    except Exception as exc:
+        raise OrchestratorUnavailable(
+            f"the Prefect API is not reachable ({type(exc).__name__}); check PREFECT_API_URL"
+        ) from None
+    error = None
+    if status == "failed":
+        error = scrub((state.message if state is not None else None) or f"the run ended {state.name if state else 'failed'}")
+    return JobView(
+        id=record.id,
+        kind=record.kind,
+        template_id=record.template_id,
+        status=status,
+        state=state.name if state is not None else "Scheduled",
+        progress=round(progress, 3),
+        output_uri=output_uri,
+        output_url=output_url(output_uri) if output_uri else None,
+        error=error,
+        created_at=record.created_at,
+        webhook=record.webhook_state,
+    )
+
+
+# ---------------------------------------------------------------- output URLs
+
+
+def output_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL) -> str | None:
+    """A URL a client can fetch: a V4 signed URL for gs://, file:// for a local file."""
+    if uri.startswith(("gs://", "gcs://")):
+        return signed_gcs_url(uri, ttl)
+    if uri.startswith(("https://", "http://")):
+        return uri
+    return "file://" + os.path.abspath(uri)
+
+
+def signed_gcs_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL, credentials=None) -> str | None:
+    """A V4 signed GET URL; with keyless credentials (Cloud Run) signing goes through IAM signBlob."""
+    import google.auth
+    import google.auth.transport.requests
+    from google.cloud import storage as gcs
+
+    bucket, _, name = uri.split("://", 1)[1].partition("/")
+    try:
+        if credentials is None:
+            credentials, project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        else:
+            project = "loom"
+        blob = gcs.Client(project=project, credentials=credentials).bucket(bucket).blob(name)
+        if hasattr(credentials, "sign_bytes"):
+            return blob.generate_signed_url(version="v4", expiration=ttl, method="GET")
+        credentials.refresh(google.auth.transport.requests.Request())
+        return blob.generate_signed_url(
+            version="v4",
+            expiration=ttl,
+            method="GET",
+            service_account_email=credentials.service_account_email,
+            access_token=credentials.token,
+        )
+    except Exception as exc:  # no credentials that can sign: the client still gets the gs:// URI
+        log.warning("cannot sign a URL for %s: %s", uri, type(exc).__name__)
+        return None
+
+
+# ---------------------------------------------------------------- the webhook watcher
+
+
+class WebhookWatcher:
+    """Polls the runs of jobs with a webhook and delivers one when the run ends.
+
+    It lives in the API process, so the signing secret never reaches workers, it works with any
+    worker or pool, and it also notices runs that crashed (where a flow's own hooks never run).
+    Deliveries are at least once: a receiver de-duplicates by job id and status.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        send: Callable[[JobRecord, JobView], tuple[bool, int, str | None]],
+        poll_s: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.send = send
+        self.poll_s = poll_s
+        self._pending: dict[str, JobRecord] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, record: JobRecord) -> None:
+        with self._lock:
+            self._pending[record.id] = record
+        self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="loom-webhooks", daemon=True)
+            self._thread.start()
+
+    def resume(self) -> None:
+        """Pick up webhooks left pending by an earlier process."""
+        try:
+            for record in self.store.pending_webhooks():
+                with self._lock:
+                    self._pending.setdefault(record.id, record)
+        except Exception as exc:
+            log.warning("cannot read pending webhooks: %s", type(exc).__name__)
+        if self._pending:
+            self.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check_once()
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def check_once(self) -> None:
+        with self._lock:
+            records = list(self._pending.values())
+        for record in records:
+            if self._stop.is_set():
+                return
+            try:
+                view = read_job(record)
+            except JobNotFound:
+                self._finish(record, False, 0, "the run no longer exists")
+                continue
+            except OrchestratorUnavailable:
+                continue  # try again next round
+            if view.status in FINAL:
+                delivered, attempts, error = self.send(record, view)
+                self._finish(record, delivered, attempts, error)
+
+    def _finish(self, record: JobRecord, delivered: bool, attempts: int, error: str | None) -> None:
+        record = record.model_copy(
+            update={
+                "webhook_state": "delivered" if delivered else "failed",
+                "webhook_attempts": attempts,
+                "webhook_error": scrub(error),
+            }
+        )
+        try:
+            self.store.save(record)
+        except Exception as exc:
+            log.warning("cannot save job %s: %s", record.id, type(exc).__name__)
+        with self._lock:
+            self._pending.pop(record.id, None)

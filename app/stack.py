@@ -1,0 +1,211 @@
+"""``loom up``: the whole local stack in one command.
+
+A Prefect server (SQLite in ``$PREFECT_HOME``) on 127.0.0.1, the work pools ``cpu`` and ``gpu``
+(process pools here; Cloud Run in production, see ``deployments/``), the deployments from
+``prefect.yaml`` and one worker per pool. Ctrl-C or SIGTERM stops all of it. Tests start the same
+stack through ``LocalStack``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from loom.errors import InputError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+POOLS = ("cpu", "gpu")
+SERVER_START_TIMEOUT_S = 90
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prefect_cli() -> list[str]:
+    return [sys.executable, "-m", "prefect"]
+
+
+class LocalStack:
+    """Server, pools, deployments and workers as child processes; ``stop`` ends them all."""
+
+    def __init__(self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+        if not 1 <= port <= 65535:
+            raise InputError("port", f"{port} is not a TCP port", "use 1024-65535")
+        self.port = port
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.ui_url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, **(env or {})}
+        self.env.update(
+            {
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_API_URL": self.api_url,
+                "LOOM_PROJECT_DIR": str(PROJECT_DIR),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_DIR), self.env.get("PYTHONPATH", "")) if p),
+            }
+        )
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- lifecycle
+
+    def start(self) -> LocalStack:
+        if not port_is_free(self.port):
+            raise InputError("port", f"{self.port} is already in use", "pick another with --port")
+        try:
+            self._spawn("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
+            self.wait_healthy()
+            self.create_pools()
+            self.deploy()
+            for pool in POOLS:
+                self.start_worker(pool)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_worker(self, pool: str) -> None:
+        self._spawn(f"worker-{pool}", ["worker", "start", "--pool", pool, "--type", "process"])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started (a crash, as far as Prefect can tell)."""
+        proc = self.processes.pop(name)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        out: int | object = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  (closed when the process ends)
+        self.processes[name] = subprocess.Popen(
+            [*_prefect_cli(), *args],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            stdout=out,  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops its flow-run children
+        )
+
+    def wait_healthy(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        server = self.processes["server"]
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with code {server.returncode} (see its log)")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the Prefect server did not answer on {self.api_url} within {timeout:.0f} s")
+
+    def create_pools(self) -> None:
+        """Process pools ``cpu`` and ``gpu``; existing pools are kept as they are."""
+        from prefect.workers.process import ProcessWorker
+
+        with httpx.Client(base_url=self.api_url, timeout=30) as client:
+            for pool in POOLS:
+                if client.get(f"/work_pools/{pool}").status_code == 200:
+                    continue
+                base = ProcessWorker.get_default_base_job_template()
+                resp = client.post("/work_pools/", json={"name": pool, "type": "process", "base_job_template": base})
+                resp.raise_for_status()
+
+    def deploy(self) -> None:
+        """``prefect deploy --all`` from ``prefect.yaml`` in the project folder."""
+        result = subprocess.run(
+            [*_prefect_cli(), "--no-prompt", "deploy", "--all"],
+            cwd=PROJECT_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"prefect deploy failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM to each process group (workers first, then the server), SIGKILL after a grace period."""
+        for name in sorted(self.processes, key=lambda n: n == "server"):
+            proc = self.processes[name]
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        self.processes.clear()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- while running
+
+    def dead_process(self) -> str | None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                return name
+        return None
+
+
+def run_stack(port: int = 4200) -> None:
+    """Start the local stack, print the UI URL and block until Ctrl-C or SIGTERM, then stop it all."""
+    stack = LocalStack(port=port)
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"starting Prefect on {stack.ui_url} (pools: {', '.join(POOLS)})", file=sys.stderr)
+        stack.start()
+        print("deployments: personalize-recipient, campaign, wav2lip; Ctrl-C stops the stack", file=sys.stderr)
+        print(stack.ui_url, flush=True)
+        while not stopping.wait(1.0):
+            dead = stack.dead_process()
+            if dead:
+                print(f"{dead} exited; stopping the stack", file=sys.stderr)
+                break
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,1 @@
+"""Prefect flows: campaign -> recipient -> wav2lip (on the GPU pool). They only wire tasks."""

@@ -1,0 +1,191 @@
+"""The recording's audio as PCM, and one recipient's mix: original samples with voice windows replaced.
+
+The original track is decoded once per template to a 16-bit WAV on the video's timeline (sample 0
+is shown with frame 0). A recipient's mix streams that WAV in chunks, replaces each voice window
+with its insert (equal-power crossfades inside the window's edges, so every sample outside the
+windows is the original's) and hands float chunks to one AAC encode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from loom import storage
+from loom.edits import AudioInsert
+
+CROSSFADE_SECONDS = 0.02
+_AAC_RATES = (44100, 48000)
+_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def channel_layout(channels: int) -> str:
+    """The layout a WAV of ``channels`` channels is read and encoded with (the WAV stores no layout)."""
+    return _LAYOUTS.get(channels, "stereo")
+
+
+@dataclass
+class PcmTrack:
+    uri: str
+    sample_rate: int
+    channels: int
+    samples: int
+
+
+class _WavWriter:
+    """Streams int16 PCM to a WAV file."""
+
+    def __init__(self, path: Path, rate: int, channels: int) -> None:
+        self.handle = wave.open(str(path), "wb")
+        self.handle.setnchannels(channels)
+        self.handle.setsampwidth(2)
+        self.handle.setframerate(rate)
+        self.samples = 0
+
+    def write(self, block: np.ndarray) -> None:
+        """``block``: (samples, channels) int16."""
+        self.handle.writeframes(np.ascontiguousarray(block, dtype="<i2").tobytes())
+        self.samples += block.shape[0]
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def extract_audio(video_uri: str, out_uri: str, video_start: float, duration: float) -> PcmTrack:
+    """Decode the first audio track once to a WAV aligned to the video (silence if there is none).
+
+    Keeps the channel count; keeps 44.1/48 kHz, resamples any other rate to 48 kHz. Audio that
+    starts after the first video frame is padded with silence; audio before it is dropped.
+    """
+    import av
+
+    with storage.local_path(video_uri) as path, av.open(str(path)) as container:
+        if not container.streams.audio:
+            return silent_wav(out_uri, duration)
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate if stream.codec_context.sample_rate in _AAC_RATES else 48000
+        channels = stream.codec_context.channels
+        channels = channels if channels in _LAYOUTS else 2
+        layout = channel_layout(channels)
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+        with storage.staged_output(out_uri, suffix=".wav") as target:
+            writer = _WavWriter(target, rate, channels)
+            skip = 0
+            started = False
+            try:
+                for frame in container.decode(stream):
+                    if not started:
+                        started = True
+                        offset = (frame.time if frame.time is not None else video_start) - video_start
+                        if offset > 0:
+                            writer.write(np.zeros((round(offset * rate), channels), np.int16))
+                        else:
+                            skip = round(-offset * rate)
+                    for out in resampler.resample(frame):
+                        block = out.to_ndarray().reshape(-1, channels)
+                        if skip:
+                            cut = min(skip, block.shape[0])
+                            block, skip = block[cut:], skip - cut
+                        writer.write(block)
+                for out in resampler.resample(None):
+                    writer.write(out.to_ndarray().reshape(-1, channels))
+            finally:
+                writer.close()
+            samples = writer.samples
+    return PcmTrack(uri=out_uri, sample_rate=rate, channels=channels, samples=samples)
+
+
+def silent_wav(out_uri: str, seconds: float, rate: int = 48000, channels: int = 2) -> PcmTrack:
+    """A WAV of digital silence (for recordings without an audio track)."""
+    total = max(0, round(seconds * rate))
+    with storage.staged_output(out_uri, suffix=".wav") as target:
+        writer = _WavWriter(target, rate, channels)
+        block = np.zeros((rate, channels), np.int16)
+        left = total
+        while left > 0:
+            writer.write(block[: min(left, rate)])
+            left -= min(left, rate)
+        writer.close()
+    return PcmTrack(uri=out_uri, sample_rate=rate, channels=channels, samples=total)
+
+
+@contextlib.contextmanager
+def open_pcm(uri: str) -> Iterator[tuple[np.ndarray, int]]:
+    """The WAV as a memory-mapped ``(samples, channels)`` int16 array, and its rate."""
+    from scipy.io import wavfile
+
+    with storage.local_path(uri, suffix=".wav") as path:
+        rate, data = wavfile.read(str(path), mmap=True)
+        if data.ndim == 1:
+            data = data[:, None]
+        yield data, int(rate)
+        del data
+
+
+def load_insert(insert: AudioInsert, rate: int, channels: int) -> np.ndarray:
+    """An insert's WAV as float32 ``(samples, channels)`` at ``rate``, exactly its window long."""
+    import av
+
+    with storage.local_path(insert.uri, suffix=".wav") as path, av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout=channel_layout(channels), rate=rate)
+        parts = []
+        for frame in container.decode(audio=0):
+            parts += [f.to_ndarray().reshape(-1, f.layout.nb_channels) for f in resampler.resample(frame)]
+        parts += [f.to_ndarray().reshape(-1, f.layout.nb_channels) for f in resampler.resample(None)]
+    data = np.concatenate(parts, axis=0) if parts else np.zeros((0, channels), np.float32)
+    want = window_samples(insert, rate)[1] - window_samples(insert, rate)[0]
+    if data.shape[0] < want:
+        data = np.concatenate([data, np.zeros((want - data.shape[0], channels), np.float32)])
+    return data[:want].astype(np.float32)
+
+
+def window_samples(insert: AudioInsert, rate: int) -> tuple[int, int]:
+    return round(insert.start * rate), round(insert.end * rate)
+
+
+def equal_power_fades(length: int, fade: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gains ``(insert, original)`` over a window: sin/cos ramps of ``fade`` samples at both edges."""
+    gain = np.ones(length, np.float32)
+    fade = min(fade, length // 2)
+    if fade > 0:
+        ramp = np.sin(np.linspace(0, np.pi / 2, fade + 2, dtype=np.float64)[1:-1]).astype(np.float32)
+        gain[:fade] = ramp
+        gain[length - fade :] = ramp[::-1]
+    return gain, np.sqrt(np.clip(1.0 - gain**2, 0.0, 1.0)).astype(np.float32)
+
+
+def mix_audio(
+    audio_uri: str, inserts: list[AudioInsert], chunk: int = 48000, crossfade: float = CROSSFADE_SECONDS
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield ``(block, rate)``: float32 ``(samples, channels)`` chunks of the mixed track, in order.
+
+    Only the windows change; every other sample is the original WAV's, scaled to float.
+    """
+    with open_pcm(audio_uri) as (pcm, rate):
+        total, channels = pcm.shape
+        windows = []
+        for ins in sorted(inserts, key=lambda i: i.start):
+            s0, s1 = window_samples(ins, rate)
+            s0, s1 = max(0, s0), min(total, s1)
+            if s1 <= s0:
+                continue
+            data = load_insert(ins, rate, channels)[: s1 - s0]
+            g_in, g_orig = equal_power_fades(s1 - s0, round(crossfade * rate))
+            windows.append((s0, s1, data, g_in, g_orig))
+        for pos in range(0, total, chunk):
+            end = min(total, pos + chunk)
+            block = pcm[pos:end].astype(np.float32) / 32768.0
+            for s0, s1, data, g_in, g_orig in windows:
+                lo, hi = max(s0, pos), min(s1, end)
+                if lo >= hi:
+                    continue
+                a, b = lo - s0, hi - s0
+                block[lo - pos : hi - pos] = (
+                    block[lo - pos : hi - pos] * g_orig[a:b, None] + data[a:b] * g_in[a:b, None]
+                )
+            yield block, rate

@@ -1,0 +1,462 @@
+"""One recipient's video: the working video's packets, with only the edited GOPs re-encoded (smart cut).
+
+For each union of patch-set frame ranges the renderer re-encodes from the IDR keyframe before the
+span to one frame before the IDR keyframe after it, decoding only those frames, and copies every
+other packet unchanged. The spans are encoded with the kept stream's profile, level, pixel format,
+colour tags and frame rate; when their SPS/PPS differ from the stream's, they use their own
+parameter-set id, added to the avcC record beside the stream's own. The audio is mixed once and
+encoded once to AAC. If a splice is impossible, the whole video is re-encoded and the reason logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from loom import storage
+from loom.edits import AudioInsert, PatchSetRef
+from loom.media.probe import VideoInfo
+from loom.prepared import PreparedTemplate
+
+log = logging.getLogger("loom.media")
+
+FULL_CRF = 16
+AAC_BITRATE_PER_CHANNEL = 96_000
+
+
+class RenderReport(BaseModel):
+    output_uri: str
+    mode: Literal["splice", "full"]
+    fallback_reason: str | None = None
+    frames: int
+    reencoded_frames: int
+    copied_packets: int
+    edited_spans: list[tuple[int, int]] = Field(default_factory=list, description="frames [first, stop) with patches")
+    reencoded_spans: list[tuple[int, int]] = Field(default_factory=list, description="GOP-aligned frames re-encoded")
+    seconds: float
+
+
+class SpliceImpossible(Exception):
+    """The working video cannot be spliced; the reason goes into the report and the log."""
+
+
+# ---------------------------------------------------------------- planning
+
+
+def edited_spans(ranges: list[tuple[int, int]], frame_count: int) -> list[tuple[int, int]]:
+    """Union of frame ranges, clipped to the video, merged where they touch."""
+    merged: list[tuple[int, int]] = []
+    for first, stop in sorted((max(0, a), min(frame_count, b)) for a, b in ranges):
+        if stop <= first:
+            continue
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((first, stop))
+    return merged
+
+
+def gop_regions(spans: list[tuple[int, int]], keyframes: list[int], frame_count: int) -> list[tuple[int, int]]:
+    """Each span widened to [IDR at or before it, next IDR at or after its end), merged."""
+    regions: list[tuple[int, int]] = []
+    for first, stop in spans:
+        start = max((k for k in keyframes if k <= first), default=0)
+        end = min((k for k in keyframes if k >= stop), default=frame_count)
+        if regions and start <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(regions[-1][1], end))
+        else:
+            regions.append((start, end))
+    return regions
+
+
+class _PacketIndex:
+    """Timing of every video packet in decode order (headers only, nothing decoded)."""
+
+    def __init__(self, container, stream, length_size: int) -> None:  # noqa: ANN001
+        from loom.media import h264
+
+        self.pts: list[int] = []
+        self.dts: list[int] = []
+        self.duration: list[int] = []
+        idr_pts: list[int] = []
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:
+                continue
+            self.pts.append(packet.pts)
+            self.dts.append(packet.dts if packet.dts is not None else packet.pts)
+            self.duration.append(packet.duration or 0)
+            if packet.is_keyframe and h264.is_idr_packet(bytes(packet), length_size):
+                idr_pts.append(packet.pts)
+        order = sorted(self.pts)
+        self.display_of_pts = {p: i for i, p in enumerate(order)}
+        self.display = [self.display_of_pts[p] for p in self.pts]  # display index per decode position
+        self.idr_frames = sorted(self.display_of_pts[p] for p in idr_pts)
+        self.frame_count = len(order)
+
+    def check_contiguous(self, regions: list[tuple[int, int]]) -> None:
+        """Each region's packets must be one run in decode order (closed GOPs), or it cannot be cut out."""
+        for first, stop in regions:
+            positions = [i for i, d in enumerate(self.display) if first <= d < stop]
+            if positions and positions[-1] - positions[0] + 1 != len(positions):
+                raise SpliceImpossible(f"frames {first}-{stop} are not one closed run of packets (open GOP)")
+
+
+# ---------------------------------------------------------------- patches
+
+
+def load_patches(patch_sets: list[PatchSetRef]) -> tuple[dict[int, list], list[tuple[int, int]]]:
+    """Frame index -> patches, lip-sync sets first, then visual sets (the order they composite in),
+    and each non-empty set's frame range [first patched, last patched + 1)."""
+    from loom.media.patches import PatchSet
+
+    by_frame: dict[int, list] = {}
+    ranges: list[tuple[int, int]] = []
+    for ref in sorted(patch_sets, key=lambda r: 0 if r.kind == "lipsync" else 1):
+        frames = PatchSet.load(ref.uri).frames
+        for frame, patches in frames.items():
+            by_frame.setdefault(frame, []).extend(patches)
+        if frames:
+            ranges.append((min(frames), max(frames) + 1))
+    return by_frame, ranges
+
+
+def patch_frame(frame, patches: list):  # noqa: ANN001, ANN201
+    """The frame with patches composited; pixels outside the patch boxes are the decoded original's."""
+    import av
+    import numpy as np
+
+    from loom.media.patches import apply_patches
+
+    rgb = frame.to_ndarray(format="rgb24")
+    apply_patches(rgb, patches)
+    fmt = frame.format.name
+    new = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format=fmt, dst_colorspace=frame.colorspace, dst_color_range=frame.color_range
+    )
+    if fmt != "yuv420p":
+        return new
+    w, h = frame.width, frame.height
+    orig = frame.to_ndarray()
+    made = new.to_ndarray()
+    out = orig.copy()
+    y_orig, y_new = out[:h], made[:h]
+    u_out = out[h : h + h // 4].reshape(h // 2, w // 2)
+    v_out = out[h + h // 4 :].reshape(h // 2, w // 2)
+    u_new = made[h : h + h // 4].reshape(h // 2, w // 2)
+    v_new = made[h + h // 4 :].reshape(h // 2, w // 2)
+    for p in patches:
+        ph, pw = p.rgba.shape[:2]
+        x0, y0 = max(0, p.x) & ~1, max(0, p.y) & ~1
+        x1, y1 = min(w, p.x + pw + 1) & ~1, min(h, p.y + ph + 1) & ~1
+        if x1 <= x0 or y1 <= y0:
+            continue
+        y_orig[y0:y1, x0:x1] = y_new[y0:y1, x0:x1]
+        u_out[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = u_new[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+        v_out[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = v_new[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+    result = av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="yuv420p")
+    result.colorspace, result.color_range = frame.colorspace, frame.color_range
+    return result
+
+
+def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, list]) -> Iterator:
+    from loom.media.frames import read_video_frames
+
+    expected = first
+    for index, frame in read_video_frames(uri, first, stop):
+        if index != expected:
+            raise SpliceImpossible(f"decoding frames {first}-{stop} gave frame {index} where {expected} was due")
+        expected += 1
+        yield patch_frame(frame, patches[index]) if index in patches else frame
+    if expected != stop:
+        raise SpliceImpossible(f"decoding frames {first}-{stop} stopped at {expected}")
+
+
+# ---------------------------------------------------------------- audio
+
+
+def _audio_packets(out, prepared: PreparedTemplate, inserts: list[AudioInsert]) -> tuple:  # noqa: ANN001
+    """Add the AAC stream to ``out``; returns it and an iterator of its packets (the mix, encoded once)."""
+    import av
+    import numpy as np
+
+    from loom.media.audio_mix import channel_layout, mix_audio
+
+    channels = prepared.audio_channels
+    layout = channel_layout(channels)
+    stream = out.add_stream("aac", rate=prepared.audio_sample_rate, layout=layout)
+    stream.bit_rate = AAC_BITRATE_PER_CHANNEL * min(channels, 6)
+
+    def generate() -> Iterator:
+        frame_size = 1024
+        pending = np.zeros((0, channels), np.float32)
+        pos = 0
+        for block, rate in mix_audio(prepared.audio_uri, inserts, chunk=frame_size * 47):
+            pending = np.concatenate([pending, block]) if pending.size else block
+            while pending.shape[0] >= frame_size:
+                piece, pending = pending[:frame_size], pending[frame_size:]
+                yield from _encode_audio(stream, piece, pos, rate, layout)
+                pos += frame_size
+        if pending.shape[0]:
+            yield from _encode_audio(stream, pending, pos, prepared.audio_sample_rate, layout)
+        yield from stream.encode(None)
+
+    return stream, generate()
+
+
+def _encode_audio(stream, piece, pos: int, rate: int, layout: str) -> Iterable:  # noqa: ANN001
+    import av
+    import numpy as np
+
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece.T), format="fltp", layout=layout)
+    frame.sample_rate = rate
+    frame.pts = pos
+    frame.time_base = Fraction(1, rate)
+    return stream.encode(frame)
+
+
+def _interleave(video: Iterator, audio: Iterator) -> Iterator:
+    """Merge two packet streams by decode time (each already in order)."""
+
+    def key(packet) -> float:  # noqa: ANN001
+        ts = packet.dts if packet.dts is not None else packet.pts
+        return float((ts or 0) * packet.time_base)
+
+    v, a = next(video, None), next(audio, None)
+    while v is not None or a is not None:
+        if a is None or (v is not None and key(v) <= key(a)):
+            yield v
+            v = next(video, None)
+        else:
+            yield a
+            a = next(audio, None)
+
+
+# ---------------------------------------------------------------- splice
+
+
+def _colour(cc) -> dict[str, int]:  # noqa: ANN001
+    return {name: getattr(cc, name) for name in ("color_primaries", "color_trc", "colorspace", "color_range")}
+
+
+def _span_encoder(video: VideoInfo, stream, avcc):  # noqa: ANN001, ANN202
+    """A SpanEncoder matched to the stream, and the avcC record the output needs (None: unchanged).
+
+    If the encoder's SPS/PPS under one of the stream's parameter-set ids equal the stream's own
+    (a mezzanine, or spans planted at prepare time), the spans reuse them. Otherwise they get a
+    free id and their parameter sets are added to the avcC record beside the stream's.
+    """
+    from loom.media import h264
+    from loom.media.encode import SpanEncoder, x264_profile
+
+    cc = stream.codec_context
+    if cc.pix_fmt != "yuv420p" or x264_profile(video.profile) is None:
+        raise SpliceImpossible(f"cannot match H.264 {video.profile} {cc.pix_fmt} with the span encoder")
+    fps = Fraction(video.fps)
+
+    def make(param_id: int) -> SpanEncoder:
+        return SpanEncoder(cc.width, cc.height, cc.pix_fmt, fps, video.profile, video.level, _colour(cc),
+                           length_size=avcc.length_size, param_set_id=param_id,
+                           sample_aspect=cc.sample_aspect_ratio or stream.sample_aspect_ratio)
+
+    known = set(avcc.sps) | set(avcc.pps)
+    for param_id in sorted(avcc.sps_ids() & avcc.pps_ids()):
+        encoder = make(param_id)
+        if set(encoder.probe_headers()) <= known:
+            encoder.keep_headers = False
+            return encoder, None
+    free = sorted(set(range(32)) - avcc.sps_ids() - avcc.pps_ids())
+    if not free:
+        raise SpliceImpossible("no free parameter-set id for the re-encoded spans")
+    encoder = make(free[0])
+    headers = encoder.probe_headers()
+    extended = h264.AvcConfig(avcc.profile, avcc.compat, avcc.level, avcc.length_size, list(avcc.sps), list(avcc.pps), avcc.tail)
+    extended.sps += [n for n in headers if h264.nal_type(n) == h264.NAL_SPS]
+    extended.pps += [n for n in headers if h264.nal_type(n) == h264.NAL_PPS]
+    return encoder, extended.build()
+
+
+class SpliceResult(BaseModel):
+    frames: int
+    reencoded_frames: int
+    copied_packets: int
+    regions: list[tuple[int, int]]
+
+
+def splice_video(
+    video_uri: str,
+    video: VideoInfo,
+    spans: list[tuple[int, int]],
+    patches: dict[int, list],
+    target: str,
+    audio: Callable | None = None,
+    idr_frames: Iterable[int] = (),
+    crf: int | None = None,
+) -> SpliceResult:
+    """Write ``target`` (MP4): the GOPs around ``spans`` re-encoded with ``patches``, all else copied.
+
+    ``idr_frames``: frames that must become IDR pictures (their GOPs are re-encoded too).
+    ``audio(out)``: adds an audio stream to the output and returns an iterator of its packets.
+    """
+    import av
+
+    from loom.media import h264
+
+    with storage.local_path(video_uri) as path, av.open(str(path)) as source:
+        vin = source.streams.video[0]
+        if vin.codec_context.name != "h264":
+            raise SpliceImpossible(f"working video is {vin.codec_context.name}, not H.264")
+        try:
+            avcc = h264.AvcConfig.parse(vin.codec_context.extradata or b"")
+        except ValueError as exc:
+            raise SpliceImpossible(f"working video has no avcC record ({exc})") from None
+        index = _PacketIndex(source, vin, avcc.length_size)
+        if not index.idr_frames or index.idr_frames[0] != 0:
+            raise SpliceImpossible("working video does not start with an IDR picture")
+        forced = sorted(set(idr_frames) - set(index.idr_frames))
+        regions = gop_regions(sorted(spans + [(f, f + 1) for f in forced]), index.idr_frames, index.frame_count)
+        index.check_contiguous(regions)
+        encoded: dict[int, list[tuple[bytes, bool]]] = {}
+        new_avcc = None
+        if regions:
+            encoder, new_avcc = _span_encoder(video, vin, avcc)
+            if crf is not None:
+                encoder.crf = crf
+            for first, stop in regions:
+                idr_at = [f - first for f in forced if first <= f < stop]
+                frames = _frames_with_patches(str(path), first, stop, patches)
+                packets = list(encoder.encode(frames, idr_at=idr_at))
+                if len(packets) != stop - first:
+                    raise SpliceImpossible(f"encoder gave {len(packets)} packets for {stop - first} frames")
+                encoded[first] = packets
+        region_of = {d: region for region in regions for d in range(*region)}
+
+        tb = vin.time_base
+        counts = {"copied": 0, "frames": 0}
+        source.seek(0)
+        with av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vout = out.add_stream_from_template(vin)
+            vout.time_base = tb
+            if new_avcc is not None:
+                vout.codec_context.extradata = new_avcc
+            audio_packets = audio(out) if audio is not None else iter(())
+
+            def video_packets() -> Iterator:
+                done: set[int] = set()
+                for packet in source.demux(vin):
+                    if packet.size == 0 or packet.pts is None:
+                        continue
+                    region = region_of.get(index.display_of_pts[packet.pts])
+                    if region is None:
+                        packet.stream = vout
+                        counts["copied"] += 1
+                        counts["frames"] += 1
+                        yield packet
+                        continue
+                    if region[0] in done:
+                        continue
+                    done.add(region[0])
+                    # The new packets take the display times of the frames they replace and the
+                    # region's decode times in order (no B-frames: decode order = display order).
+                    positions = [i for i, d in enumerate(index.display) if region[0] <= d < region[1]]
+                    pts_sorted = sorted(index.pts[i] for i in positions)
+                    dts_sorted = sorted(index.dts[i] for i in positions)
+                    duration = sorted(index.duration[i] for i in positions)[len(positions) // 2]
+                    for k, (payload, is_idr) in enumerate(encoded[region[0]]):
+                        new = av.Packet(payload)
+                        new.pts, new.dts = pts_sorted[k], min(dts_sorted[k], pts_sorted[k])
+                        new.duration = duration
+                        new.time_base = tb
+                        new.is_keyframe = is_idr
+                        new.stream = vout
+                        counts["frames"] += 1
+                        yield new
+
+            for packet in _interleave(video_packets(), audio_packets):
+                out.mux(packet)
+    return SpliceResult(
+        frames=counts["frames"],
+        reencoded_frames=sum(stop - first for first, stop in regions),
+        copied_packets=counts["copied"],
+        regions=regions,
+    )
+
+
+# ---------------------------------------------------------------- full re-encode
+
+
+def _full(prepared: PreparedTemplate, inserts: list[AudioInsert], patches: dict[int, list], target: str) -> int:
+    """Decode every frame, patch the edited ones, encode once (used only when a splice is impossible)."""
+    import av
+
+    from loom.media.encode import PRESET
+
+    fps = Fraction(prepared.video.fps)
+    with storage.local_path(prepared.working_video_uri) as path, av.open(str(path)) as source:
+        vin = source.streams.video[0]
+        vin.thread_type = "AUTO"
+        with av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vout = out.add_stream("libx264", rate=fps)
+            vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+            vout.pix_fmt = "yuv420p"
+            vout.options = {"preset": PRESET, "crf": str(FULL_CRF)}
+            _, audio = _audio_packets(out, prepared, inserts)
+
+            def video_packets() -> Iterator:
+                count = 0
+                for frame in source.decode(vin):
+                    if count in patches:
+                        frame = patch_frame(frame, patches[count])
+                    if frame.format.name != "yuv420p":
+                        frame = frame.reformat(format="yuv420p")
+                    frame.pts = count
+                    frame.time_base = 1 / fps
+                    count += 1
+                    yield from vout.encode(frame)
+                yield from vout.encode(None)
+                counts.append(count)
+
+            counts: list[int] = []
+            for packet in _interleave(video_packets(), audio):
+                out.mux(packet)
+    return counts[0] if counts else 0
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def render_recipient(
+    prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str
+) -> RenderReport:
+    """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once."""
+    started = time.perf_counter()
+    frame_count = prepared.video.frame_count
+    patches, ranges = load_patches(patch_sets)
+    spans = edited_spans(ranges, frame_count)
+    with storage.staged_output(out_uri, suffix=".mp4") as target:
+        try:
+            result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
+                                  audio=lambda out: _audio_packets(out, prepared, inserts)[1])
+            mode, reason = "splice", None
+            frames, reencoded, copied, regions = (result.frames, result.reencoded_frames, result.copied_packets,
+                                                  result.regions)
+        except SpliceImpossible as exc:
+            reason = str(exc)
+            log.warning("full re-encode of %s: %s", out_uri, reason)
+            frames = _full(prepared, inserts, patches, str(target))
+            mode, reencoded, copied, regions = "full", frames, 0, [(0, frames)]
+    return RenderReport(
+        output_uri=out_uri,
+        mode=mode,
+        fallback_reason=reason,
+        frames=frames,
+        reencoded_frames=reencoded,
+        copied_packets=copied,
+        edited_spans=spans,
+        reencoded_spans=regions,
+        seconds=round(time.perf_counter() - started, 3),
+    )

@@ -1,0 +1,1 @@
+"""Visual replacement: follow a placeholder's box, remove what was there, draw the new name or logo."""

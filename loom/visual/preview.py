@@ -1,0 +1,80 @@
+"""One PNG per recipient showing each edited segment before and after (its middle frame)."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from loom import storage
+from loom.media.frames import read_frames
+from loom.prepared import PreparedTemplate
+from loom.visual.fonts import font_chain, load_font
+from loom.visual.tracking import load_track
+
+THUMB_WIDTH = 480
+LABEL_HEIGHT = 26
+GAP = 8
+
+
+def _frame_at(uri: str, index: int) -> np.ndarray | None:
+    for _, frame in read_frames(uri, index, index + 1):
+        return frame
+    return None
+
+
+def _thumb(frame: np.ndarray | None, width: int, height: int) -> np.ndarray:
+    if frame is None:
+        out = np.full((height, width, 3), 40, np.uint8)
+        cv2.line(out, (0, 0), (width - 1, height - 1), (200, 60, 60), 2)
+        return out
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _segments(prepared: PreparedTemplate) -> list[tuple[str, str, int, tuple[float, float, float, float] | None]]:
+    """(id, kind, middle frame, box on that frame) for every voice and visual segment, in time order."""
+    items = []
+    for seg in prepared.template.voice_segments:
+        first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
+        items.append((seg.start_time, seg.id, "voice", (first + stop - 1) // 2, None))
+    for seg in prepared.template.visual_segments:
+        first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
+        middle = (first + stop - 1) // 2
+        box = None
+        if seg.id in prepared.tracks and storage.exists(prepared.tracks[seg.id]):
+            box = load_track(prepared.tracks[seg.id]).box_at(middle)
+        items.append((seg.start_time, seg.id, f"visual {seg.segment_type}", middle, box))
+    items.sort(key=lambda t: (t[0], t[1]))
+    return [t[1:] for t in items]
+
+
+def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri: str) -> str:
+    """Write a PNG with, per segment, the original and the output frame side by side; return its URI."""
+    vw, vh = prepared.video.width, prepared.video.height
+    tw = min(THUMB_WIDTH, vw)
+    th = max(1, int(round(vh * tw / vw)))
+    sx = tw / vw
+    rows = _segments(prepared) or [("video", "whole", prepared.video.frame_count // 2, None)]
+    font = load_font(font_chain()[0], 15)
+    width = 2 * tw + 3 * GAP
+    height = len(rows) * (th + LABEL_HEIGHT + GAP) + GAP
+    sheet = Image.new("RGB", (width, height), (24, 24, 28))
+    draw = ImageDraw.Draw(sheet)
+    y = GAP
+    for seg_id, kind, index, box in rows:
+        seconds = index / float(prepared.video.frame_rate)
+        for col, (label, uri) in enumerate((("before", prepared.working_video_uri), ("after", output_video_uri))):
+            thumb = _thumb(_frame_at(uri, index), tw, th)
+            if box is not None:
+                x, by, w, h = (v * sx for v in box)
+                cv2.rectangle(thumb, (int(x) - 2, int(by) - 2), (int(x + w) + 2, int(by + h) + 2), (255, 200, 0), 1)
+            x0 = GAP + col * (tw + GAP)
+            draw.text((x0, y + 4), f"{seg_id} ({kind}) - {label} - frame {index} ({seconds:.2f}s)", font=font, fill=(235, 235, 235))
+            sheet.paste(Image.fromarray(thumb), (x0, y + LABEL_HEIGHT))
+        y += th + LABEL_HEIGHT + GAP
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    storage.write_bytes(out_png_uri, buf.getvalue())
+    return out_png_uri

@@ -1,0 +1,333 @@
+"""Follow a visual segment's box through its frames, once per template.
+
+The segment names its box on its first frame. A box whose content barely changes is static and
+costs one decode pass with a cheap difference per frame. A moving box is followed by OpenCV's CSRT
+tracker, and every frame the box's first appearance is searched for near the tracker's answer
+(normalized cross-correlation at a few scales): a good match re-anchors the box, so the tracker
+cannot drift, and its score is the frame's confidence. Scene cuts trigger a search of the whole
+frame. Where confidence stays low the frame is flagged and never drawn on, and a warning names
+the frames. Positions are smoothed with a centred (zero-lag) filter, which an offline pass allows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.signal import savgol_filter
+
+from loom import storage
+from loom.media.frames import read_frames
+from loom.media.probe import VideoInfo
+from loom.template import VisualSegment
+
+STATIC_MEAN_DIFF = 4.0  # mean |difference| (0-255) of the box region under which it has not moved
+ANCHOR_SCORE = 0.65  # colour template match score that re-anchors the box on the first appearance
+LOST_SCORE = 0.4  # below it (and no trusted tracker answer) the frame is flagged
+CUT_CORRELATION = 0.4  # consecutive thumbnails correlating less than this mark a scene cut
+SMOOTH_WINDOW = 7
+SCALES = (0.97, 1.0, 1.03)
+
+Box = tuple[float, float, float, float]
+
+
+class Track(BaseModel):
+    """Where a visual segment's box is on each of its frames."""
+
+    segment_id: str
+    first_frame: int
+    stop_frame: int = Field(description="one past the last frame")
+    frame_width: int
+    frame_height: int
+    boxes: list[tuple[float, float, float, float]] = Field(description="x, y, w, h in pixels, one per frame")
+    confidence: list[float] = Field(description="0..1 per frame: how well the box matches its first appearance")
+    lost: list[bool] = Field(description="frames where the box could not be found: left unedited")
+    static: bool = False
+    scene_cuts: list[int] = Field(default_factory=list, description="frame indices that start a new shot")
+    reanchors: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+    def box_at(self, frame: int) -> Box | None:
+        """The box on ``frame``, or None outside the span or where the track was lost."""
+        k = frame - self.first_frame
+        if k < 0 or k >= len(self.boxes) or self.lost[k]:
+            return None
+        return self.boxes[k]
+
+    @property
+    def base_box(self) -> Box:
+        return self.boxes[0]
+
+
+def load_track(uri: str) -> Track:
+    return Track.model_validate_json(storage.read_bytes(uri))
+
+
+def segment_box(segment: VisualSegment, video: VideoInfo) -> Box:
+    """The segment's box in pixels on its first frame (at least 4 x 4, inside the frame)."""
+    w = max(4.0, segment.width * video.width)
+    h = max(4.0, segment.height * video.height)
+    x = min(max(0.0, segment.x * video.width), video.width - w)
+    y = min(max(0.0, segment.y * video.height), video.height - h)
+    return (x, y, w, h)
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _crop(gray: np.ndarray, box: Box) -> np.ndarray:
+    x, y, w, h = (int(round(v)) for v in box)
+    return gray[max(0, y) : y + h, max(0, x) : x + w]
+
+
+def _thumb(gray: np.ndarray) -> np.ndarray:
+    h, w = gray.shape
+    tw = 64
+    return cv2.resize(gray, (tw, max(1, int(round(h * tw / w)))), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _is_cut(a: np.ndarray, b: np.ndarray) -> bool:
+    """A new shot: the thumbnails neither correlate nor share their mean brightness."""
+    da, db = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((da * da).sum() * (db * db).sum()))
+    corr = float((da * db).sum() / den) if den > 1e-6 else (1.0 if abs(a.mean() - b.mean()) < 10 else 0.0)
+    return corr < CUT_CORRELATION
+
+
+def _subpixel(scores: np.ndarray, x: int, y: int) -> tuple[float, float]:
+    """Parabolic refinement of a correlation peak."""
+
+    def offset(a: float, b: float, c: float) -> float:
+        den = a - 2 * b + c
+        return 0.0 if abs(den) < 1e-9 else max(-0.5, min(0.5, 0.5 * (a - c) / den))
+
+    h, w = scores.shape
+    dx = offset(scores[y, x - 1], scores[y, x], scores[y, x + 1]) if 0 < x < w - 1 else 0.0
+    dy = offset(scores[y - 1, x], scores[y, x], scores[y + 1, x]) if 0 < y < h - 1 else 0.0
+    return dx, dy
+
+
+class _Anchor:
+    """The box's first appearance, searched for by normalized cross-correlation."""
+
+    def __init__(self, image: np.ndarray, box: Box) -> None:
+        self.template = _crop(image, box).astype(np.float32)
+        self.w, self.h = box[2], box[3]
+        self.usable = self.template.size >= 16 and float(self.template.std()) >= 3.0
+
+    def search(self, image: np.ndarray, center: tuple[float, float] | None, scale: float, reach: float) -> tuple[float, Box | None, float]:
+        """Best (score, box, scale) near ``center`` (within ``reach`` px), or anywhere when None."""
+        if not self.usable:
+            return 0.0, None, scale
+        fh, fw = image.shape[:2]
+        best: tuple[float, Box | None, float] = (-1.0, None, scale)
+        for factor in SCALES if center is not None else (1.0,):
+            s = scale * factor
+            tw, th = max(4, int(round(self.template.shape[1] * s))), max(4, int(round(self.template.shape[0] * s)))
+            if tw >= fw or th >= fh:
+                continue
+            tpl = cv2.resize(self.template, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            if float(tpl.std()) < 1.0:
+                continue
+            if center is None:
+                x0, y0, x1, y1 = 0, 0, fw, fh
+            else:
+                cx, cy = center
+                x0 = int(max(0, math.floor(cx - tw / 2 - reach)))
+                y0 = int(max(0, math.floor(cy - th / 2 - reach)))
+                x1 = int(min(fw, math.ceil(cx + tw / 2 + reach)))
+                y1 = int(min(fh, math.ceil(cy + th / 2 + reach)))
+            region = image[y0:y1, x0:x1].astype(np.float32)
+            if region.shape[0] < th or region.shape[1] < tw:
+                continue
+            scores = cv2.matchTemplate(region, tpl, cv2.TM_CCOEFF_NORMED)
+            scores = np.nan_to_num(scores, nan=-1.0, posinf=-1.0, neginf=-1.0)
+            _, peak, _, (px, py) = cv2.minMaxLoc(scores)
+            if peak > best[0]:
+                dx, dy = _subpixel(scores, px, py)
+                bw, bh = self.w * s, self.h * s
+                # centre of the matched patch, then the box of (unrounded) size around it
+                mx = x0 + px + dx + tw / 2
+                my = y0 + py + dy + th / 2
+                best = (float(peak), (mx - bw / 2, my - bh / 2, bw, bh), s)
+        return best
+
+
+def _csrt() -> cv2.Tracker:
+    maker = getattr(cv2, "TrackerCSRT_create", None) or getattr(cv2.TrackerCSRT, "create")
+    return maker()
+
+
+def _int_box(box: Box, fw: int, fh: int) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    x0 = int(round(min(max(0.0, x), fw - 4)))
+    y0 = int(round(min(max(0.0, y), fh - 4)))
+    return (x0, y0, int(max(4, min(round(w), fw - x0))), int(max(4, min(round(h), fh - y0))))
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return box[0] + box[2] / 2, box[1] + box[3] / 2
+
+
+class BoxFollower:
+    """Per-frame tracking state: static until the region changes, then CSRT plus re-anchoring."""
+
+    def __init__(self, first: np.ndarray, box: Box) -> None:
+        self.fh, self.fw = first.shape[:2]
+        gray = _gray(first)
+        self.base = box
+        self.anchor = _Anchor(first, box)  # in colour: far fewer look-alikes than in grey
+        self.first_region = _crop(gray, box).astype(np.float32)
+        self.prev_frame = first
+        self.prev_thumb = _thumb(gray)
+        self.tracker: cv2.Tracker | None = None
+        self.moving = False
+        self.box = box
+        self.scale = 1.0
+        self.velocity = (0.0, 0.0)
+        self.reanchors = 0
+
+    def _start_tracker(self, frame: np.ndarray, box: Box) -> None:
+        self.tracker = _csrt()
+        self.tracker.init(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), _int_box(box, self.fw, self.fh))
+
+    def update(self, frame: np.ndarray) -> tuple[Box, float, bool, bool]:
+        """(box, confidence, lost, scene_cut) for the next frame."""
+        gray = _gray(frame)
+        thumb = _thumb(gray)
+        cut = _is_cut(thumb, self.prev_thumb)
+        self.prev_thumb = thumb
+        if not self.moving:
+            region = _crop(gray, self.base).astype(np.float32)
+            if not cut and region.shape == self.first_region.shape and float(np.mean(np.abs(region - self.first_region))) < STATIC_MEAN_DIFF:
+                self.prev_frame = frame
+                return self.base, 1.0, False, False
+            # The region changed: from here on follow it, starting where it was last seen.
+            self.moving = True
+            self._start_tracker(self.prev_frame, self.base)
+        self.prev_frame = frame
+        result = self._follow(frame, gray, cut)
+        return (*result, cut)
+
+    def _follow(self, frame: np.ndarray, gray: np.ndarray, cut: bool) -> tuple[Box, float, bool]:
+        predicted = (self.box[0] + self.velocity[0], self.box[1] + self.velocity[1], self.box[2], self.box[3])
+        tracked: Box | None = None
+        if self.tracker is not None and not cut:
+            ok, raw = self.tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            if ok:
+                tracked = tuple(float(v) for v in raw)  # type: ignore[assignment]
+        reach = max(self.box[2], self.box[3]) * 0.6 + 8
+        if cut:
+            score, matched, scale = self.anchor.search(frame, None, self.scale, 0)
+        else:
+            centre = _centre(tracked) if tracked is not None else _centre(predicted)
+            score, matched, scale = self.anchor.search(frame, centre, self.scale, reach)
+            if score < ANCHOR_SCORE and tracked is not None:
+                # the tracker may be the one that is wrong: look around the motion prediction too
+                alt = self.anchor.search(frame, _centre(predicted), self.scale, reach)
+                if alt[0] > score:
+                    score, matched, scale = alt
+        if matched is not None and score >= ANCHOR_SCORE:
+            if tracked is None or np.hypot(*np.subtract(_centre(tracked), _centre(matched))) > 0.15 * max(matched[2], matched[3]):
+                self.reanchors += 1
+                self._start_tracker(frame, matched)
+            return self._accept(matched, score, scale)
+        if tracked is not None and not self.anchor.usable:
+            return self._accept(tracked, 0.6, self.scale)  # nothing to anchor on (flat box): trust CSRT
+        if tracked is not None and score >= LOST_SCORE:
+            return self._accept(tracked, score, self.scale)
+        return predicted, max(0.0, score), True
+
+    def _accept(self, box: Box, score: float, scale: float) -> tuple[Box, float, bool]:
+        old = _centre(self.box)
+        new = _centre(box)
+        self.velocity = (new[0] - old[0], new[1] - old[1])
+        self.box, self.scale = box, scale
+        return box, float(min(1.0, max(0.0, score))), False
+
+
+def _smooth(track: list[Box], lost: list[bool], cuts: list[int], first: int) -> list[Box]:
+    """Centred Savitzky-Golay smoothing of centre and size within each continuous piece."""
+    out = list(track)
+    breaks = {c - first for c in cuts}
+    start = 0
+    n = len(track)
+    for k in range(n + 1):
+        if k == n or lost[k] or k in breaks:
+            piece = list(range(start, k))
+            if len(piece) >= SMOOTH_WINDOW:
+                arr = np.array([[b[0] + b[2] / 2, b[1] + b[3] / 2, b[2], b[3]] for b in (track[i] for i in piece)])
+                sm = savgol_filter(arr, SMOOTH_WINDOW, 2, axis=0, mode="interp")
+                for i, (cx, cy, w, h) in zip(piece, sm):
+                    out[i] = (float(cx - w / 2), float(cy - h / 2), float(w), float(h))
+            start = k + 1 if k < n and lost[k] else k
+    return out
+
+
+def _ranges(frames: list[int]) -> str:
+    parts = []
+    for f in frames:
+        if parts and parts[-1][1] == f - 1:
+            parts[-1][1] = f
+        else:
+            parts.append([f, f])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def follow_box(frames: Iterator[tuple[int, np.ndarray]], first: int, stop: int, box: Box) -> tuple[list[Box], list[float], list[bool], list[int], bool, int]:
+    """Track ``box`` (on frame ``first``) through ``frames``; missing frames repeat the last box, lost."""
+    n = stop - first
+    boxes: list[Box] = [box] * n
+    conf = [0.0] * n
+    lost = [True] * n
+    cuts: list[int] = []
+    follower: BoxFollower | None = None
+    for index, frame in frames:
+        k = index - first
+        if follower is None:
+            follower = BoxFollower(frame, box)
+            boxes[k], conf[k], lost[k] = box, 1.0, False
+            continue
+        b, c, is_lost, cut = follower.update(frame)
+        boxes[k], conf[k], lost[k] = b, c, is_lost
+        if cut:
+            cuts.append(index)
+    static = follower is None or not follower.moving
+    reanchors = follower.reanchors if follower else 0
+    if not static:
+        boxes = _smooth(boxes, lost, cuts, first)
+    return boxes, conf, lost, cuts, static, reanchors
+
+
+def track_segment(video_uri: str, video: VideoInfo, segment: VisualSegment, out_uri: str) -> Track:
+    """Follow the segment's box through its frames; save the track as JSON at ``out_uri``."""
+    first, stop = video.frame_span(segment.start_time, segment.end_time)
+    box = segment_box(segment, video)
+    warnings: list[str] = []
+    if not segment.track:
+        n = stop - first
+        track = Track(
+            segment_id=segment.id, first_frame=first, stop_frame=stop, frame_width=video.width,
+            frame_height=video.height, boxes=[box] * n, confidence=[1.0] * n, lost=[False] * n, static=True,
+        )
+    else:
+        boxes, conf, lost, cuts, static, reanchors = follow_box(read_frames(video_uri, first, stop), first, stop, box)
+        lost_frames = [first + k for k, flag in enumerate(lost) if flag]
+        if lost_frames:
+            warnings.append(
+                f"visual segment {segment.id}: box not found on {len(lost_frames)} of {stop - first} frames "
+                f"({_ranges(lost_frames)}); those frames keep the original content"
+            )
+        if cuts:
+            warnings.append(f"visual segment {segment.id}: scene cut at frame(s) {_ranges(cuts)}; box searched for again")
+        track = Track(
+            segment_id=segment.id, first_frame=first, stop_frame=stop, frame_width=video.width,
+            frame_height=video.height, boxes=boxes, confidence=[round(c, 4) for c in conf], lost=lost,
+            static=static, scene_cuts=cuts, reanchors=reanchors, warnings=warnings,
+        )
+    storage.write_text(out_uri, track.model_dump_json())
+    return track

@@ -1,0 +1,128 @@
+"""What a person sees in the Prefect UI for a recipient: a link to the video, a summary with the
+preview and the inputs used, and the lineage base video -> prepared template -> recipient video.
+
+Lineage is recorded twice: as asset materializations (events on the open-source server, the asset
+graph in Prefect Cloud) and as a table artifact, which the open-source UI shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.assets import Asset, add_asset_metadata, materialize
+
+from loom import storage
+from loom.pipeline import RecipientResult
+from loom.prepared import PreparedTemplate
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """Artifact keys allow only lowercase letters, digits and dashes."""
+    clean = "".join(ch if ch.isalnum() else "-" for ch in f"{prefix}-{name}".lower())
+    return "-".join(part for part in clean.split("-") if part)[:100]
+
+
+def browser_url(uri: str) -> str:
+    """A link a browser can open: gs:// through the Cloud console, local files as file:// URLs."""
+    if uri.startswith(("http://", "https://")):
+        return uri
+    if uri.startswith(("gs://", "gcs://")):
+        return "https://storage.cloud.google.com/" + quote(uri.split("://", 1)[1])
+    return Path(uri.removeprefix("file://")).resolve().as_uri()
+
+
+def asset_key(uri: str) -> str:
+    """A storage URI as an asset key: a lowercase scheme and no spaces or reserved characters."""
+    if uri.startswith(("gs://", "gcs://")):
+        return "gs://" + quote(uri.split("://", 1)[1])
+    return "file://" + quote(str(Path(uri.removeprefix("file://")).resolve()))
+
+
+def lineage_rows(prepared: PreparedTemplate, result: RecipientResult) -> list[dict[str, str]]:
+    template = prepared.template
+    return [
+        {
+            "step": "recorded",
+            "from": "",
+            "to": template.base_video_path,
+            "detail": f"{prepared.source.codec} {prepared.source.width}x{prepared.source.height} {prepared.source.duration:.3f}s",
+        },
+        {
+            "step": "prepared",
+            "from": template.base_video_path,
+            "to": storage.join(prepared.root, "prepared.json"),
+            "detail": f"template {template.id} version {prepared.version}"
+            + (f"; mezzanine ({prepared.mezzanine_reason})" if prepared.mezzanine else "; source packets kept"),
+        },
+        {
+            "step": "personalized",
+            "from": storage.join(prepared.root, "prepared.json"),
+            "to": result.output_uri,
+            "detail": f"recipient {result.recipient_key}; loom {result.software_version}",
+        },
+    ]
+
+
+def summary_markdown(prepared: PreparedTemplate, result: RecipientResult) -> str:
+    lines = [f"# Video for recipient `{result.recipient_key}`", ""]
+    if result.preview_uri:
+        lines += [f"![preview]({browser_url(result.preview_uri)})", ""]
+    lines += [
+        f"**Video:** [{result.output_uri}]({browser_url(result.output_uri)})",
+        "",
+        "| input | value |",
+        "| --- | --- |",
+        f"| template | `{prepared.template.id}` |",
+        f"| template version | `{prepared.version}` |",
+        f"| row key | `{result.recipient_key}` |",
+        f"| lip-sync checkpoint | `{result.lipsync_checkpoint or 'none (lip-sync skipped)'}` |",
+        f"| software version | `{result.software_version}` |",
+        f"| seconds | {result.seconds:.2f} |",
+    ]
+    for insert in result.voice:
+        lines.append(f"| voice `{insert.segment_id}` cache key | `{insert.speech_cache_key or 'n/a'}` ({insert.provider}) |")
+    for name, value in result.values.items():
+        lines.append(f"| value `{name}` | {value.replace('|', '/')} |")
+    if result.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def record_lineage_assets(prepared: PreparedTemplate, result: RecipientResult) -> None:
+    """Emit asset materializations: base video -> prepared template -> recipient video."""
+    base = Asset(key=asset_key(prepared.template.base_video_path))
+    prepared_asset = Asset(key=asset_key(storage.join(prepared.root, "prepared.json")))
+    video = Asset(key=asset_key(result.output_uri))
+
+    @materialize(prepared_asset, asset_deps=[base], name="prepared-template-asset")
+    def prepared_template_asset() -> None:
+        add_asset_metadata(prepared_asset, {"template": prepared.template.id, "version": prepared.version})
+
+    @materialize(video, asset_deps=[prepared_asset], name="recipient-video-asset")
+    def recipient_video_asset() -> None:
+        add_asset_metadata(video, {"recipient_key": result.recipient_key, "template_version": prepared.version})
+
+    prepared_template_asset()
+    recipient_video_asset()
+
+
+@task(name="record-artifacts")
+def record_artifacts(prepared: PreparedTemplate, result: RecipientResult) -> dict[str, str]:
+    """Link, summary and lineage artifacts for one recipient; returns their keys."""
+    keys = {
+        "link": artifact_key("video", result.recipient_key),
+        "summary": artifact_key("recipient", result.recipient_key),
+        "lineage": artifact_key("lineage", result.recipient_key),
+    }
+    create_link_artifact(
+        link=browser_url(result.output_uri),
+        link_text=result.output_uri,
+        key=keys["link"],
+        description=f"Personalized video from template {prepared.template.id}",
+    )
+    create_markdown_artifact(markdown=summary_markdown(prepared, result), key=keys["summary"], description="Inputs used")
+    create_table_artifact(table=lineage_rows(prepared, result), key=keys["lineage"], description="Lineage")
+    return keys

@@ -1,0 +1,26 @@
+"""Publish a recipient: preview PNG and lineage record beside the video."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from loom import pipeline
+from loom.edits import AudioInsert, PatchSetRef
+from loom.pipeline import RecipientResult
+from loom.prepared import PreparedTemplate
+from tasks.retries import network_retry_options
+
+
+@task(name="publish", **network_retry_options())
+def publish(
+    prepared: PreparedTemplate,
+    key: str,
+    values: dict[str, str],
+    inserts: list[AudioInsert],
+    patch_sets: list[PatchSetRef],
+    render: dict[str, object],
+    out_uri: str,
+    started: float,
+) -> RecipientResult:
+    """The recipient's result record, written beside the video (``pipeline.publish``)."""
+    return pipeline.publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)

@@ -1,0 +1,160 @@
+"""Fixtures for the Prefect flow and stack tests: a tiny template, sheets, a fake ElevenLabs and a
+real Prefect server (the ``loom up`` stack) started once per test session.
+
+Imported by ``tests/test_flows_*.py`` and ``tests/test_e2e_*.py`` (kept out of conftest.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_elevenlabs import FakeElevenLabs
+from tests.media_fixtures import make_clip
+
+VOICE_ID = "presenter-voice"
+API_KEY = "test-key"
+
+
+def write_template(folder: Path, seconds: float = 3.0, size: tuple[int, int] = (160, 120)) -> Path:
+    """A 3 s recording with one spoken line (lip-synced) and one on-screen company name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_clip(folder / "base.mp4", seconds=seconds, size=size, fps=25)
+    template = {
+        "id": "flowdemo",
+        "name": "flow demo",
+        "base_video_path": "base.mp4",
+        "voice_id": VOICE_ID,
+        "voice_segments": [
+            {"id": "greeting", "start_time": 0.4, "end_time": 2.4, "template_text": "Hi {client_name}!"},
+        ],
+        "visual_segments": [
+            {
+                "id": "logo",
+                "segment_type": "text",
+                "start_time": 1.0,
+                "end_time": 2.6,
+                "x": 0.1,
+                "y": 0.1,
+                "width": 0.5,
+                "height": 0.2,
+                "placeholder_key": "company_name",
+            }
+        ],
+    }
+    path = folder / "template.json"
+    path.write_text(json.dumps(template))
+    return path
+
+
+def write_sheet(path: Path, rows: list[dict[str, str]], columns: list[str] | None = None) -> Path:
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return path
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def fake_elevenlabs() -> Iterator[FakeElevenLabs]:
+    with FakeElevenLabs(api_key=API_KEY, voices=(VOICE_ID,)) as fake:
+        yield fake
+
+
+def speech_requests(fake: FakeElevenLabs) -> int:
+    return len(fake.requests_to("/text-to-speech/"))
+
+
+@pytest.fixture(scope="session")
+def prefect_stack(tmp_path_factory: pytest.TempPathFactory, fake_elevenlabs: FakeElevenLabs) -> Iterator[object]:
+    """One real Prefect server (SQLite in a temp PREFECT_HOME) with pools, deployments and workers.
+
+    Only the stack's processes get its environment (their own LOOM_HOME, the fake ElevenLabs);
+    this process talks to the server through ``use_stack``.
+    """
+    from app.stack import LocalStack, free_port
+
+    root = tmp_path_factory.mktemp("stack")
+    env = {
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "LOOM_HOME": str(root / "loom-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "ELEVENLABS_API_KEY": API_KEY,
+        "ELEVENLABS_BASE_URL": fake_elevenlabs.base_url,
+        "ELEVENLABS_MAX_ATTEMPTS": "2",
+        "ELEVENLABS_MAX_BACKOFF_S": "1",
+    }
+    stack = LocalStack(port=free_port(), env=env, log_dir=root / "logs")
+    stack.start()
+    stack.root = root  # type: ignore[attr-defined]
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def use_stack(prefect_stack: object) -> Iterator[object]:
+    """Flows called in this test process report to the stack's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}):  # type: ignore[attr-defined]
+        yield prefect_stack
+
+
+def api(stack: object) -> httpx.Client:
+    return httpx.Client(base_url=stack.api_url, timeout=30)  # type: ignore[attr-defined]
+
+
+def deployment_id(client: httpx.Client, flow: str, name: str) -> str:
+    resp = client.get(f"/deployments/name/{flow}/{name}")
+    resp.raise_for_status()
+    return str(resp.json()["id"])
+
+
+def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 180) -> dict:
+    """Poll a flow run until it is final; return its JSON."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/flow_runs/{run_id}").json()
+        state = run.get("state") or {}
+        if state.get("type") in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} did not finish in {timeout} s: {run.get('state')}")
+
+
+def artifacts_of(client: httpx.Client, flow_run_ids: list[str]) -> list[dict]:
+    resp = client.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": flow_run_ids}}})
+    resp.raise_for_status()
+    return resp.json()
+
+
+def task_runs_of(client: httpx.Client, flow_run_id: str) -> list[dict]:
+    resp = client.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}})
+    resp.raise_for_status()
+    return resp.json()
+
+
+def child_flow_runs(client: httpx.Client, parent_flow_run_id: str) -> list[dict]:
+    """Flow runs started from a task of the given flow run (subflows and run_deployment children)."""
+    task_ids = [t["id"] for t in task_runs_of(client, parent_flow_run_id)]
+    if not task_ids:
+        return []
+    resp = client.post("/flow_runs/filter", json={"flow_runs": {"parent_task_run_id": {"any_": task_ids}}})
+    resp.raise_for_status()
+    return resp.json()

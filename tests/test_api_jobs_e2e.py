@@ -1,0 +1,179 @@
+"""A job through the real stack: the API creates a flow run on a real Prefect server, a runner
+serving the real ``personalize-recipient`` flow makes the video, and the webhook arrives signed
+at an allowed host (a receiver on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from app.api import create_app
+from app.webhooks import verify
+from loom.settings import LoomSettings
+from tests.media_fixtures import make_clip
+from tests.webhook_receiver import webhook_receiver
+
+pytestmark = pytest.mark.e2e
+
+KEY = "e2e-key-0123456789"
+SECRET = "whsec-e2e-abcdef"
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server (SQLite) for this module, with its own result storage."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(tmp_path_factory.mktemp("prefect-results")))
+    try:
+        with prefect_test_harness(server_startup_timeout=90):
+            yield PREFECT_API_URL.value()
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def recipient_runner(prefect_api: str) -> Iterator[None]:
+    """Serve the ``personalize-recipient`` deployment: runs start in subprocesses, as a worker does."""
+    from prefect.runner import Runner
+
+    from flows.recipient import personalize_recipient
+
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def serve() -> None:
+        runner = Runner(query_seconds=1, limit=2)
+        await runner.aadd_flow(personalize_recipient, name="personalize-recipient")
+        holder["runner"], holder["loop"] = runner, asyncio.get_running_loop()
+        ready.set()
+        await runner.start()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(60), "the runner did not start"
+    yield
+    asyncio.run_coroutine_threadsafe(holder["runner"].astop(), holder["loop"]).result(30)  # type: ignore[union-attr,arg-type]
+    thread.join(30)
+
+
+@pytest.fixture
+def stored_template(loom_home: Path) -> Path:
+    (loom_home / "templates").mkdir(parents=True)
+    make_clip(loom_home / "templates" / "base.mp4", seconds=2.0, size=(320, 240))
+    template = {
+        "id": "e2e-demo",
+        "name": "e2e",
+        "base_video_path": "base.mp4",
+        "voice_id": "",
+        "voice_segments": [],
+        "visual_segments": [
+            {"id": "plate", "segment_type": "text", "start_time": 0.4, "end_time": 1.2, "x": 0.3, "y": 0.1,
+             "width": 0.4, "height": 0.15, "placeholder_key": "company_name", "track": False},
+        ],
+    }
+    (loom_home / "templates" / "e2e-demo.json").write_text(json.dumps(template))
+    broken = dict(template, id="e2e-broken", base_video_path="broken.mp4")
+    (loom_home / "templates" / "broken.mp4").write_bytes((loom_home / "templates" / "base.mp4").read_bytes()[:2000])
+    (loom_home / "templates" / "e2e-broken.json").write_text(json.dumps(broken))
+    return loom_home
+
+
+def _run_parameters(job_id: str) -> dict:
+    """The parameters of the job's flow run, as the Prefect API stored them."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(uuid.UUID(job_id)).parameters
+
+
+def _wait_final(client: TestClient, job_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        r = client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        seen.append(body["status"])
+        assert body["status"] in {"scheduled", "running", "completed", "failed"}
+        if body["status"] in ("completed", "failed"):
+            return body
+        time.sleep(1.0)
+    raise AssertionError(f"job {job_id} did not finish: {seen[-5:]}")
+
+
+def test_job_completes_with_output_and_signed_webhook(recipient_runner: None, stored_template: Path) -> None:
+    home = stored_template
+    with webhook_receiver(answers=[503]) as rx:  # the first delivery fails: the retry must bring it
+        settings = LoomSettings(
+            api_keys=SecretStr(KEY), webhook_secret=SecretStr(SECRET), webhook_allowed_hosts=f"127.0.0.1:{rx.port}"
+        )
+        client = TestClient(create_app(settings, rate_limit_per_minute=0, webhook_poll_s=0.5, webhook_backoff_s=0.2))
+
+        r = client.post(
+            "/jobs",
+            json={
+                "template_id": "e2e-demo",
+                "company_name": "Globex",
+                "webhook_url": rx.url,
+                "output": "../../evil.mp4",  # not a placeholder: never reaches the run
+            },
+            headers={"X-API-Key": KEY},
+        )
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        assert r.headers["Location"] == f"/jobs/{job_id}"
+        assert _run_parameters(job_id) == {"template": "e2e-demo", "data": {"company_name": "Globex"}}
+
+        job = _wait_final(client, job_id)
+        assert job["status"] == "completed", job
+        assert job["progress"] == 1.0 and job["error"] is None
+        output = Path(job["output_url"].removeprefix("file://"))
+        assert job["output_url"].startswith("file://") and output.suffix == ".mp4"
+        assert output.is_file() and output.stat().st_size > 1000
+        assert output.resolve().is_relative_to((home / "outputs").resolve())  # nothing outside the output folder
+
+        assert rx.arrived.wait(60), "the webhook did not arrive"
+    first, delivered = rx.received[0], rx.received[-1]
+    assert len(rx.received) == 2 and first.body == delivered.body
+    assert verify(delivered.body, delivered.headers["X-Loom-Signature"], SECRET)
+    payload = json.loads(delivered.body)
+    assert payload["id"] == job_id and payload["status"] == "completed"
+    assert payload["output_url"] == job["output_url"] and payload["error"] is None
+    assert KEY not in delivered.body.decode() and SECRET not in delivered.body.decode()
+    # The job record says it was delivered (and survives an API restart).
+    assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY}).json()["webhook"] == "delivered"
+
+
+def test_a_corrupt_base_video_fails_the_job_and_says_why(recipient_runner: None, stored_template: Path) -> None:
+    with webhook_receiver() as rx:
+        settings = LoomSettings(
+            api_keys=SecretStr(KEY), webhook_secret=SecretStr(SECRET), webhook_allowed_hosts="127.0.0.1"
+        )
+        client = TestClient(create_app(settings, rate_limit_per_minute=0, webhook_poll_s=0.5))
+        r = client.post(
+            "/jobs",
+            json={"template_id": "e2e-broken", "company_name": "Globex", "webhook_url": rx.url},
+            headers={"X-API-Key": KEY},
+        )
+        assert r.status_code == 202, r.text
+        job = _wait_final(client, r.json()["id"])
+        assert job["status"] == "failed" and job["output_url"] is None
+        assert "broken.mp4" in job["error"] or "video" in job["error"].lower(), job["error"]
+        assert rx.arrived.wait(60), "the failure webhook did not arrive"
+    payload = json.loads(rx.received[-1].body)
+    assert payload["status"] == "failed" and payload["error"] == job["error"]
+    assert verify(rx.received[-1].body, rx.received[-1].headers["X-Loom-Signature"], SECRET)

@@ -1,0 +1,89 @@
+"""Text layout: per-character font fallback (no tofu), right-to-left order, shrink-to-fit."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from loom.visual.fonts import coverage, font_chain, load_font, split_runs, uncovered
+from loom.visual.fonts import _attaches as attaches
+from loom.visual.text import cap_height_ratio, fit_line, render_line
+
+NAMES = ["Zoë Ñúñez", "株式会社テスト", "Rocket 🚀 Labs", "José 👩‍💻 García ❤️", "Łódź Ærø Şirket"]
+
+
+def _glyph_mask(face, text: str, size: int = 48) -> np.ndarray:
+    """What the face itself draws for ``text`` (no fallback), cropped to the ink."""
+    font = load_font(face, size)
+    img = Image.new("L", (size * 3, size * 3), 0)
+    ImageDraw.Draw(img).text((size, size * 2), text, font=font, fill=255, anchor="ls")
+    a = np.asarray(img) > 80
+    ys, xs = np.nonzero(a)
+    return a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(xs) else a[:0, :0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_character_comes_from_a_font_that_has_it(name: str) -> None:
+    chain = font_chain()
+    runs = split_runs(name, chain)
+    assert "".join(r.text for r in runs) == name
+    assert uncovered(name, chain) == []
+    for run in runs:
+        assert run.face is not None
+        notdef = _glyph_mask(run.face, "\U0010fffd")  # the face's missing-glyph box
+        assert notdef.sum() > 0
+        for ch in run.text:
+            if ch.isspace() or attaches(ch):
+                continue
+            assert ord(ch) in coverage(run.face), (ch, run.face.name)
+            mask = _glyph_mask(run.face, ch)
+            assert mask.sum() > 5, f"no ink for {ch!r}"
+            assert mask.shape != notdef.shape or (mask != notdef).mean() > 0.05, f"{ch!r} drew the missing-glyph box"
+        assert render_line(run.text, 48, font_chain()).alpha.sum() > 5
+
+
+def test_fallback_picks_cjk_and_emoji_faces() -> None:
+    runs = split_runs("Acme 株式会社 🚀", font_chain())
+    names = [r.face.name for r in runs if r.text.strip()]
+    assert names[0].startswith("NotoSans[") and any("CJK" in n for n in names) and names[-1].startswith("NotoEmoji")
+
+
+def test_a_template_font_comes_first_and_falls_back_per_glyph() -> None:
+    base = font_chain()
+    chain = font_chain(base[1].path)  # pretend the template named the Arabic face
+    runs = split_runs("شركة Acme", chain)
+    assert runs[0].face == chain[0] and runs[-1].face.name.startswith("NotoSans[")
+
+
+def _x_of(line_alpha: np.ndarray, glyph_alpha: np.ndarray) -> int:
+    scores = cv2.matchTemplate(line_alpha.astype(np.float32), glyph_alpha.astype(np.float32), cv2.TM_CCOEFF_NORMED)
+    return int(cv2.minMaxLoc(scores)[3][0])
+
+
+def test_right_to_left_text_reads_right_to_left() -> None:
+    chain = font_chain()
+    line = render_line("אב", 60, chain)
+    alef, bet = render_line("א", 60, chain).alpha, render_line("ב", 60, chain).alpha
+    assert _x_of(line.alpha, alef) > _x_of(line.alpha, bet)  # the first letter is on the right
+    mixed = render_line("שלום Acme", 60, chain)
+    acme = render_line("Acme", 60, chain).alpha
+    assert _x_of(mixed.alpha, acme) < mixed.width / 3  # the Latin run sits at the left end
+
+
+def test_fit_never_grows_past_the_original_size() -> None:
+    chain = font_chain()
+    line = fit_line("Hi", 1000, 1000, 20, chain)
+    assert line.baseline <= 20.5 and line.height <= 21  # capitals no taller than the original's
+    assert abs(cap_height_ratio(chain) - 0.714) < 0.02
+
+
+def test_long_name_shrinks_until_it_fits() -> None:
+    chain = font_chain()
+    acme = fit_line("Acme Corp", 120, 30, 20, chain)
+    long = fit_line("Bartholomew Christopherson GmbH & Co. KG", acme.width, 30, 20, chain)
+    assert long.width <= acme.width and long.height <= 30
+    assert long.size < acme.size
+    tiny = fit_line("Bartholomew Christopherson GmbH & Co. KG", 40, 8, 20, chain)
+    assert tiny.width <= 40 and tiny.height <= 8 and tiny.scale < 1.0

@@ -1,0 +1,58 @@
+"""A small HTTP server on 127.0.0.1 that records webhook POSTs (headers and raw body)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    url: str
+    port: int
+    received: list[Received] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)  # status codes to answer in turn, then 200
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def webhook_receiver(answers: list[int] | None = None, redirect_to: str | None = None) -> Iterator[Receiver]:
+    state = Receiver(url="", port=0, answers=list(answers or []))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            state.received.append(Received(self.path, {k: v for k, v in self.headers.items()}, body))
+            code = state.answers.pop(0) if state.answers else 200
+            self.send_response(code)
+            if redirect_to and code in (301, 302, 307, 308):
+                self.send_header("Location", redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            if code == 200:
+                state.arrived.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    state.url = f"http://127.0.0.1:{state.port}/hooks/loom?token=abc"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
