@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app import jobs, webhooks
-from app.auth import DEFAULT_RATE_PER_MINUTE, RateLimiter, api_key_header, parse_keys, require_key
+from app.auth import DEFAULT_RATE_PER_MINUTE, DEFAULT_RUN_RATE_PER_MINUTE, RateLimiter, api_key_header, parse_keys, require_key
 from loom import storage
 from loom.errors import InputError
 from loom.recipients import check_row, check_value, read_rows
@@ -98,8 +99,17 @@ def _inside(path: str, root: str) -> bool:
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def check_input_uri(field: str, value: str, allowed_hosts: set[str]) -> str:
-    """A file a worker will read for a client: gs://, a public https:// host, or a file under $LOOM_HOME.
+def local_roots(template: Template) -> list[str]:
+    """Folders a client may name files in: $LOOM_HOME, and the folder the operator put the template's video in."""
+    roots = [] if storage.is_remote(storage.home()) else [storage.home()]
+    base = template.base_video_path.removeprefix("file://")
+    if not storage.is_remote(base):
+        roots.append(os.path.dirname(os.path.abspath(base)))
+    return roots
+
+
+def check_input_uri(field: str, value: str, allowed_hosts: set[str], roots: list[str]) -> str:
+    """A file a worker will read for a client: gs://, a public https:// host, or a file under ``roots``.
 
     Other local paths are refused: a client must not make the server read its own files.
     """
@@ -111,11 +121,14 @@ def check_input_uri(field: str, value: str, allowed_hosts: set[str]) -> str:
         except InputError as exc:
             raise InputError(field, exc.problem, exc.fix) from None
         return value
-    home = storage.home()
     path = value.removeprefix("file://")
-    if "://" in path or storage.is_remote(home) or not _inside(path if os.path.isabs(path) else os.path.join(home, path), home):
-        raise InputError(field, "must be a gs:// or https:// URL, or a file under $LOOM_HOME", "upload it and give its URL")
-    return os.path.realpath(path if os.path.isabs(path) else os.path.join(home, path))
+    if "://" not in path and roots:
+        full = os.path.realpath(path if os.path.isabs(path) else os.path.join(roots[0], path))
+        if any(_inside(full, root) for root in roots):
+            return full
+    raise InputError(
+        field, "must be a gs:// or https:// URL, or a file under $LOOM_HOME", "upload it and give its URL"
+    )
 
 
 def load_api_template(template_id: str) -> Template:
@@ -138,30 +151,35 @@ def load_api_template(template_id: str) -> Template:
 
 def check_job_values(template: Template, values: dict[str, Any], allowed_hosts: set[str]) -> dict[str, str]:
     """Every placeholder checked; all problems reported together, each naming its field."""
+    nested = values.get("data")
+    if isinstance(nested, dict) and "data" not in template.placeholders():
+        # {"template_id": ..., "data": {...}} as well as the seed's flat body
+        values = {**{k: v for k, v in values.items() if k != "data"}, **nested}
     problems: list[InputError] = []
     image_keys = template.image_keys()
-    for key, value in values.items():
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            problems.append(InputError(key, "must be text", f'send "{key}" as a string'))
-    for key in template.placeholders():
+    roots = local_roots(template)
+    resolved: dict[str, str] = {}  # image values as the worker must read them (absolute paths)
+    for key in template.placeholders():  # fields that are not placeholders are ignored
         if key not in values or values[key] is None:
             problems.append(InputError(key, "is missing", f"add a {key!r} field"))
             continue
         if not isinstance(values[key], (str, int, float)) or isinstance(values[key], bool):
+            problems.append(InputError(key, "must be text", f'send "{key}" as a string'))
             continue
         try:
             text = str(values[key]).replace("\r", " ").replace("\n", " ").replace("\t", " ")  # as in sheets
             value = check_value(key, text.strip(), is_image=key in image_keys)
             if key in image_keys:
-                check_input_uri(key, value, allowed_hosts)
+                resolved[key] = check_input_uri(key, value, allowed_hosts, roots)
         except InputError as exc:
             problems.append(exc)
     if problems:
         raise _input_errors(problems)
     try:
-        return check_row(template, values)  # the engine's own check has the last word
+        checked = check_row(template, values)  # the engine's own check has the last word
     except InputError as exc:
         raise _input_error(exc) from None
+    return {**checked, **resolved}
 
 
 def _template_param(template_id: str) -> str:
@@ -177,7 +195,13 @@ def caller(request: Request, key: Annotated[str | None, Depends(api_key_header)]
     return require_key(request, key)
 
 
+def run_caller(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> str:
+    """As ``caller``, also counting against the key's limit on new jobs."""
+    return require_key(request, key, starts_run=True)
+
+
 Caller = Annotated[str, Depends(caller)]
+RunCaller = Annotated[str, Depends(run_caller)]
 
 
 class _BodyLimit:
@@ -210,6 +234,7 @@ def create_app(
     settings: LoomSettings | None = None,
     *,
     rate_limit_per_minute: int | None = None,
+    run_rate_limit_per_minute: int | None = None,
     webhook_poll_s: float = 2.0,
     webhook_attempts: int = 5,
     webhook_backoff_s: float = 1.0,
@@ -218,7 +243,9 @@ def create_app(
 ) -> FastAPI:
     """The jobs API. Settings come from the environment (``LOOM_*``) unless given.
 
-    ``rate_limit_per_minute`` defaults to ``LOOM_API_RATE_LIMIT`` or 120 (0 turns it off).
+    Per key, ``rate_limit_per_minute`` requests (``LOOM_API_RATE_LIMIT``, default 600) of which
+    ``run_rate_limit_per_minute`` may create jobs (``LOOM_API_JOB_RATE_LIMIT``, default 60); 0 turns
+    a limit off.
     """
     settings = settings or get_settings()
     keys = parse_keys(settings.api_keys.get_secret_value() if settings.api_keys else None)
@@ -226,6 +253,8 @@ def create_app(
     allowed_hosts = webhooks.parse_allowed_hosts(settings.webhook_allowed_hosts)
     if rate_limit_per_minute is None:
         rate_limit_per_minute = int(os.environ.get("LOOM_API_RATE_LIMIT", DEFAULT_RATE_PER_MINUTE))
+    if run_rate_limit_per_minute is None:
+        run_rate_limit_per_minute = int(os.environ.get("LOOM_API_JOB_RATE_LIMIT", DEFAULT_RUN_RATE_PER_MINUTE))
     if not keys:
         log.warning("LOOM_API_KEYS is empty: every request will be refused with 401")
     store = jobs.JobStore()
@@ -267,13 +296,17 @@ def create_app(
     )
     app.state.api_keys = keys
     app.state.rate_limiter = RateLimiter(per_minute=rate_limit_per_minute)
+    app.state.run_rate_limiter = RateLimiter(per_minute=run_rate_limit_per_minute)
     app.state.jobs = store
     app.state.watcher = watcher
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
 
-    def new_job(kind: str, template_id: str, who: str, run_id: str, webhook_url: str | None) -> jobs.JobRecord:
+    def new_job(
+        kind: str, template_id: str, who: str, run_id: str, webhook_url: str | None, output_dir: str | None = None
+    ) -> jobs.JobRecord:
         record = jobs.JobRecord(
             id=run_id,
+            output_dir=output_dir,
             kind=kind,  # type: ignore[arg-type]
             template_id=template_id,
             owner=who,
@@ -314,7 +347,7 @@ def create_app(
     @app.post("/jobs", status_code=202, response_model=JobCreated, responses={401: {}, 404: {}, 422: {}, 429: {}, 503: {}})
     def create_job(
         body: JobRequest,
-        who: Caller,
+        who: RunCaller,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> JSONResponse:
         """Make one personalized video: a flow run of `personalize-recipient`."""
@@ -364,21 +397,24 @@ def create_app(
         ]
 
     @app.post("/campaigns", status_code=202, response_model=JobCreated, responses={401: {}, 404: {}, 422: {}, 429: {}, 503: {}})
-    def create_campaign(body: CampaignRequest, who: Caller) -> JSONResponse:
+    def create_campaign(body: CampaignRequest, who: RunCaller) -> JSONResponse:
         """One video per row of a sheet: a flow run of `campaign`."""
         template = load_api_template(body.template_id)
         webhook_url = check_webhook(body.webhook_url)
         try:
-            sheet = check_input_uri("sheet", body.sheet, allowed_hosts)
+            sheet = check_input_uri("sheet", body.sheet, allowed_hosts, local_roots(template))
             if not sheet.startswith(("https://", "http://")):
                 check_sheet_columns(template, sheet)
         except InputError as exc:
             raise _input_error(exc) from None
+        # A folder of its own per campaign job, so its manifest is found without reading the run's result.
+        output_dir = storage.join(storage.home(), "outputs", "campaigns", uuid.uuid4().hex)
+        parameters = {"template": _template_param(template.id), "sheet": sheet, "output_dir": output_dir}
         try:
-            run_id = jobs.create_run(campaign_deployment, {"template": _template_param(template.id), "sheet": sheet})
+            run_id = jobs.create_run(campaign_deployment, parameters)
         except jobs.OrchestratorUnavailable as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
-        new_job("campaign", template.id, who, run_id, webhook_url)
+        new_job("campaign", template.id, who, run_id, webhook_url, output_dir)
         return created(run_id)
 
     return app

@@ -17,7 +17,8 @@ from fastapi import HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 
 API_KEY_HEADER = "X-API-Key"
-DEFAULT_RATE_PER_MINUTE = 120
+DEFAULT_RATE_PER_MINUTE = 600  # any request (status polls are cheap)
+DEFAULT_RUN_RATE_PER_MINUTE = 60  # requests that start runs (they cost compute)
 
 api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="One of LOOM_API_KEYS")
 
@@ -67,8 +68,21 @@ class RateLimiter:
             return (1.0 - tokens) / rate
 
 
-def require_key(request: Request, given: str | None) -> str:
-    """Check the key against the app's keys and its rate limit; the caller's key id."""
+def _limit(request: Request, who: str, limiter: RateLimiter, what: str) -> None:
+    wait = limiter.take(who)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"rate limit of {limiter.per_minute} {what} per minute for this key reached; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def require_key(request: Request, given: str | None, starts_run: bool = False) -> str:
+    """Check the key and its rate limits (one for every request, one for requests that start runs).
+
+    Returns the caller's key id.
+    """
     keys: list[str] = request.app.state.api_keys
     who = match_key(given, keys)
     if who is None:
@@ -77,12 +91,7 @@ def require_key(request: Request, given: str | None) -> str:
             detail=f"missing or invalid API key: send one of LOOM_API_KEYS in the {API_KEY_HEADER} header",
             headers={"WWW-Authenticate": API_KEY_HEADER},
         )
-    limiter: RateLimiter = request.app.state.rate_limiter
-    wait = limiter.take(who)
-    if wait > 0:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"rate limit of {limiter.per_minute} requests per minute for this key reached; retry later",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
-        )
+    _limit(request, who, request.app.state.rate_limiter, "requests")
+    if starts_run:
+        _limit(request, who, request.app.state.run_rate_limiter, "new jobs")
     return who

@@ -14,6 +14,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
+from urllib.parse import quote, unquote
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -47,6 +48,7 @@ class JobRecord(BaseModel):
     template_id: str
     owner: str = Field(description="hash of the API key that created the job (never the key)")
     created_at: dt.datetime
+    output_dir: str | None = Field(default=None, description="a campaign's output folder (its manifest.csv)")
     webhook_url: str | None = None
     webhook_state: Literal["none", "pending", "delivered", "failed"] = "none"
     webhook_attempts: int = 0
@@ -63,7 +65,7 @@ class JobView(BaseModel):
     state: str = Field(description="Prefect's state name (Scheduled, Late, Running, Completed, Crashed, ...)")
     progress: float = Field(ge=0, le=1, description="0 to 1")
     output_uri: str | None = Field(default=None, description="where the output was stored")
-    output_url: str | None = Field(default=None, description="a URL to fetch it: signed for gs://, file:// for local")
+    output_url: str | None = Field(default=None, description="where to fetch it: a signed URL for gs://, the absolute path for local storage")
     error: str | None = None
     created_at: dt.datetime | None = None
     webhook: str | None = Field(default=None, description="none, pending, delivered or failed")
@@ -181,18 +183,29 @@ def create_run(deployment: str, parameters: dict[str, object], idempotency_key: 
     return str(run.id)
 
 
-_LINK = re.compile(r"\]\((?P<link>[^)\s]+)\)\s*$")
+_LINK = re.compile(r"^\[(?P<text>[^\]]*)\]\((?P<link>[^)\s]+)\)\s*$")
+CONSOLE = "https://storage.cloud.google.com/"
 
 
-def _artifact_link(data: object) -> str | None:
+def _storage_uri(ref: str) -> str | None:
+    """A link or link text as a storage URI: file:// URLs and console links turned back into paths and gs://."""
+    ref = ref.strip()
+    if ref.startswith("file://"):
+        return unquote(ref[len("file://") :])
+    if ref.startswith(CONSOLE):
+        return "gs://" + unquote(ref[len(CONSOLE) :])
+    if ref.startswith(("gs://", "gcs://", "/", "https://", "http://")):
+        return ref
+    return None
+
+
+def _artifact_uris(data: object) -> list[str]:
+    """Storage URIs a link artifact names: its text first (the flow writes the URI there), then its link."""
     if not isinstance(data, str):
-        return None
-    match = _LINK.search(data.strip())
-    return match.group("link") if match else (data.strip() or None)
-
-
-def _as_uri(link: str) -> str:
-    return link[len("file://") :] if link.startswith("file://") else link
+        return []
+    match = _LINK.match(data.strip())
+    refs = [match.group("text"), match.group("link")] if match else [data]
+    return [uri for uri in (_storage_uri(r) for r in refs) if uri]
 
 
 def _progress_from_artifacts(artifacts: list) -> float | None:
@@ -204,11 +217,12 @@ def _progress_from_artifacts(artifacts: list) -> float | None:
 
 def _output_from_artifacts(artifacts: list, kind: str) -> str | None:
     wanted = (".mp4", ".mov", ".mkv", ".webm") if kind == "recipient" else (".csv",)
-    links = [_artifact_link(a.data) for a in artifacts if (a.type or "") in ("markdown", "link") and a.data]
-    links = [l for l in links if l and (l.startswith(("gs://", "https://", "http://", "file://", "/")))]
-    for link in links:
-        if link.split("?")[0].lower().endswith(wanted):
-            return _as_uri(link)
+    for art in artifacts:
+        if (art.type or "") not in ("markdown", "link"):
+            continue
+        for uri in _artifact_uris(art.data):
+            if uri.split("?")[0].lower().endswith(wanted):
+                return uri
     return None
 
 
@@ -261,6 +275,9 @@ def read_job(record: JobRecord) -> JobView:
             output_uri = None
             if status == "completed":
                 output_uri = _output_from_artifacts(artifacts, record.kind) or _output_from_result(state)
+                if output_uri is None and record.output_dir:
+                    manifest = storage.join(record.output_dir, "manifest.csv")
+                    output_uri = manifest if storage.exists(manifest) else None
     except (JobNotFound, OrchestratorUnavailable):
         raise
     except Exception as exc:
@@ -269,7 +286,7 @@ def read_job(record: JobRecord) -> JobView:
         ) from None
     error = None
     if status == "failed":
-        error = scrub((state.message if state is not None else None) or f"the run ended {state.name if state else 'failed'}")
+        error = scrub(run_error(state.message if state is not None else None, state.name if state is not None else "Failed"))
     return JobView(
         id=record.id,
         kind=record.kind,
@@ -285,16 +302,36 @@ def read_job(record: JobRecord) -> JobView:
     )
 
 
+_RUN_EXCEPTION = re.compile(r"^(?:Flow|Task) run encountered an exception:?\s*(?P<type>[A-Za-z_][\w.]*): (?P<line>.*)$", re.S)
+USER_ERRORS = {"InputError", "RecipientFailed", "ServiceError"}
+
+
+def run_error(message: str | None, state_name: str) -> str:
+    """The run's failure in one line; a user error (bad input, a refused service) without its class name."""
+    if not message:
+        return f"the run ended {state_name}"
+    match = _RUN_EXCEPTION.match(message.strip())
+    if match:
+        kind = match.group("type").rsplit(".", 1)[-1]
+        line = " ".join(match.group("line").split())
+        return line if kind in USER_ERRORS else f"{kind}: {line}"
+    return " ".join(message.split())
+
+
 # ---------------------------------------------------------------- output URLs
 
 
 def output_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL) -> str | None:
-    """A URL a client can fetch: a V4 signed URL for gs://, file:// for a local file."""
+    """A URL a client can fetch: a V4 signed URL for gs://; for a local file, its absolute path."""
     if uri.startswith(("gs://", "gcs://")):
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:  # a local GCS emulator needs no signature: its media URL
+            bucket, _, name = uri.split("://", 1)[1].partition("/")
+            return f"{emulator.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
         return signed_gcs_url(uri, ttl)
     if uri.startswith(("https://", "http://")):
         return uri
-    return "file://" + os.path.abspath(uri)
+    return os.path.abspath(uri.removeprefix("file://"))
 
 
 def signed_gcs_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL, credentials=None) -> str | None:
@@ -346,6 +383,8 @@ class WebhookWatcher:
         self.send = send
         self.poll_s = poll_s
         self._pending: dict[str, JobRecord] = {}
+        self._sending: set[str] = set()
+        self._senders = threading.BoundedSemaphore(8)  # deliveries in flight at once
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -402,8 +441,23 @@ class WebhookWatcher:
             except OrchestratorUnavailable:
                 continue  # try again next round
             if view.status in FINAL:
+                with self._lock:
+                    if record.id in self._sending:
+                        continue
+                    self._sending.add(record.id)
+                # Deliveries run beside the polling, so one slow receiver never delays the others.
+                # Daemon threads: a dead receiver never holds the process open at shutdown; the job
+                # stays pending in its record and is delivered after the restart.
+                threading.Thread(target=self._deliver, args=(record, view), name="loom-webhook-send", daemon=True).start()
+
+    def _deliver(self, record: JobRecord, view: JobView) -> None:
+        with self._senders:
+            try:
                 delivered, attempts, error = self.send(record, view)
-                self._finish(record, delivered, attempts, error)
+            except Exception as exc:  # a bug in sending must not kill the watcher
+                log.exception("webhook for job %s failed", record.id)
+                delivered, attempts, error = False, 0, type(exc).__name__
+        self._finish(record, delivered, attempts, error)
 
     def _finish(self, record: JobRecord, delivered: bool, attempts: int, error: str | None) -> None:
         record = record.model_copy(
@@ -419,3 +473,4 @@ class WebhookWatcher:
             log.warning("cannot save job %s: %s", record.id, type(exc).__name__)
         with self._lock:
             self._pending.pop(record.id, None)
+            self._sending.discard(record.id)

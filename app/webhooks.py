@@ -76,8 +76,15 @@ def verify(body: bytes, header: str, secret: str, tolerance_s: int = SIGNATURE_T
 
 
 def parse_allowed_hosts(text: str | Iterable[str]) -> set[str]:
+    """``host`` or ``host:port`` entries (a full URL is read as its host and port)."""
     items = text.split(",") if isinstance(text, str) else list(text)
-    return {h.strip().lower().rstrip(".") for h in items if h and h.strip()}
+    out = set()
+    for item in (i.strip() for i in items if i and i.strip()):
+        if "://" in item:
+            parts = urlsplit(item)
+            item = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        out.add(item.lower().rstrip("."))
+    return {h for h in out if h}
 
 
 def _unwrap(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

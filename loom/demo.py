@@ -203,7 +203,7 @@ def demo_template(video: Path, times: dict[str, float]) -> dict[str, Any]:
                 "segment_type": "text",
                 "start_time": times["plate_start"],
                 "end_time": times["plate_end"],
-                "x": 290 / w, "y": 190 / h, "width": 180 / w, "height": 44 / h,
+                "x": 296 / w, "y": 195 / h, "width": 168 / w, "height": 34 / h,
                 "placeholder_key": "company_name",
             },
             {

@@ -91,6 +91,7 @@ def write_bytes(uri: str, data: bytes) -> str:
     fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".tmp-")
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared like any written file
     os.replace(tmp, path)
     return path
 
@@ -166,6 +167,7 @@ def staged_output(uri: str, suffix: str | None = None) -> Iterator[Path]:
             fs, path = _filesystem(uri)
             fs.put_file(str(target), path)
         else:
+            os.chmod(target, 0o644)
             os.replace(target, uri)
 
 

@@ -6,6 +6,7 @@ at an allowed host (a receiver on 127.0.0.1).
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import threading
 import time
@@ -45,9 +46,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def recipient_runner(prefect_api: str) -> Iterator[None]:
-    """Serve the ``personalize-recipient`` deployment: runs start in subprocesses, as a worker does."""
+    """Serve the ``personalize-recipient`` and ``campaign`` deployments: runs start in subprocesses, as a worker does."""
     from prefect.runner import Runner
 
+    from flows.campaign import campaign
     from flows.recipient import personalize_recipient
 
     ready = threading.Event()
@@ -56,6 +58,7 @@ def recipient_runner(prefect_api: str) -> Iterator[None]:
     async def serve() -> None:
         runner = Runner(query_seconds=1, limit=2)
         await runner.aadd_flow(personalize_recipient, name="personalize-recipient")
+        await runner.aadd_flow(campaign, name="campaign")
         holder["runner"], holder["loop"] = runner, asyncio.get_running_loop()
         ready.set()
         await runner.start()
@@ -141,8 +144,8 @@ def test_job_completes_with_output_and_signed_webhook(recipient_runner: None, st
         job = _wait_final(client, job_id)
         assert job["status"] == "completed", job
         assert job["progress"] == 1.0 and job["error"] is None
-        output = Path(job["output_url"].removeprefix("file://"))
-        assert job["output_url"].startswith("file://") and output.suffix == ".mp4"
+        output = Path(job["output_url"])
+        assert output.is_absolute() and output.suffix == ".mp4" and job["output_uri"] == job["output_url"]
         assert output.is_file() and output.stat().st_size > 1000
         assert output.resolve().is_relative_to((home / "outputs").resolve())  # nothing outside the output folder
 
@@ -177,3 +180,20 @@ def test_a_corrupt_base_video_fails_the_job_and_says_why(recipient_runner: None,
     payload = json.loads(rx.received[-1].body)
     assert payload["status"] == "failed" and payload["error"] == job["error"]
     assert verify(rx.received[-1].body, rx.received[-1].headers["X-Loom-Signature"], SECRET)
+
+
+def test_campaign_job_reports_its_manifest(recipient_runner: None, stored_template: Path) -> None:
+    home = stored_template
+    (home / "sheets").mkdir()
+    (home / "sheets" / "two.csv").write_text("company_name,note\nInitech,ok\n,missing company\n")
+    settings = LoomSettings(api_keys=SecretStr(KEY), webhook_secret=SecretStr(SECRET))
+    client = TestClient(create_app(settings, rate_limit_per_minute=0))
+    r = client.post("/campaigns", json={"template_id": "e2e-demo", "sheet": "sheets/two.csv"}, headers={"X-API-Key": KEY})
+    assert r.status_code == 202, r.text
+    job = _wait_final(client, r.json()["id"])
+    assert job["status"] == "completed" and job["kind"] == "campaign", job
+    manifest = Path(job["output_url"])
+    assert manifest.name == "manifest.csv" and manifest.resolve().is_relative_to((home / "outputs").resolve())
+    rows = {row["row"]: row for row in csv.DictReader(manifest.open(encoding="utf-8"))}
+    assert rows["1"]["status"] == "done" and Path(rows["1"]["output_uri"]).is_file()
+    assert rows["2"]["status"] == "invalid" and "company_name" in rows["2"]["error"]

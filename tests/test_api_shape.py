@@ -173,6 +173,25 @@ def test_logo_must_not_read_server_files(client: TestClient) -> None:
         assert r.status_code == 422 and _fields(r) == {"logo"}, (logo, r.text)
 
 
+def test_local_logos_resolve_inside_home_or_beside_the_video(home: Path, tmp_path: Path) -> None:
+    from app.api import check_job_values
+    from loom.template import load_template
+
+    template = load_template(str(home / "templates" / "acme-demo.json"))
+    values = check_job_values(template, {"client_name": "Ada", "company_name": "Acme", "logo": "assets/logo.png"}, set())
+    assert values == {"client_name": "Ada", "company_name": "Acme", "logo": str(home / "assets" / "logo.png")}
+    beside = template.model_copy(update={"base_video_path": str(tmp_path / "media" / "base.mp4")})
+    (tmp_path / "media").mkdir()
+    (tmp_path / "media" / "logo.png").write_bytes(b"png")
+    values = check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / "logo.png")}, set())
+    assert values["logo"] == str(tmp_path / "media" / "logo.png")
+    nested = {"data": {"client_name": "Ada", "company_name": "Acme", "logo": "assets/logo.png"}}
+    assert check_job_values(template, nested, set())["client_name"] == "Ada"  # a nested "data" object works too
+    with pytest.raises(Exception) as err:
+        check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / ".." / "x.png")}, set())
+    assert getattr(err.value, "status_code", None) == 422
+
+
 def test_valid_job_reaches_the_orchestrator(client: TestClient) -> None:
     """Valid input gets past every check; with no Prefect API it is a 503 that says what to do."""
     r = client.post(
@@ -189,6 +208,13 @@ def test_rate_limit_per_key_is_429(home: Path) -> None:
     limited = c.get("/templates", headers={"X-API-Key": KEY})
     assert int(limited.headers["Retry-After"]) >= 1
     assert c.get("/templates", headers={"X-API-Key": OTHER_KEY}).status_code == 200  # per key
+
+
+def test_new_jobs_have_their_own_lower_limit(home: Path) -> None:
+    c = TestClient(create_app(_settings(), rate_limit_per_minute=0, run_rate_limit_per_minute=2))
+    codes = [c.post("/jobs", json=_job(client_name=None), headers={"X-API-Key": KEY}).status_code for _ in range(3)]
+    assert codes == [422, 422, 429]
+    assert c.get("/templates", headers={"X-API-Key": KEY}).status_code == 200  # reads go on
 
 
 def test_unknown_or_malformed_job_ids_are_404(client: TestClient) -> None:

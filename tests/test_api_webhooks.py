@@ -124,5 +124,11 @@ def test_delivery_connects_to_the_checked_address_keeping_the_host_header(monkey
     assert rx.received[0].headers["Host"] == f"hooks.example.com:{rx.port}"
 
 
+def test_allowed_hosts_accept_hosts_ports_and_urls() -> None:
+    assert webhooks.parse_allowed_hosts(" 127.0.0.1, Hooks.Example.com.,localhost:8080,http://10.0.0.5:9000/x,") == {
+        "127.0.0.1", "hooks.example.com", "localhost:8080", "10.0.0.5:9000"
+    }
+
+
 def test_redacted_url_drops_tokens() -> None:
     assert webhooks.redact_url("https://u:p@h.example.com/a?token=SECRET") == "https://h.example.com/a"

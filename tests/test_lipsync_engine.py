@@ -144,7 +144,7 @@ def test_lipsync_clip_writes_the_whole_clip_with_the_audio(
     video = str(write_face_clip(tmp_path / "clip.mp4", n_frames=24, offset=12))
     audio = write_wav(tmp_path / "speech.wav", speech_like(24 / FPS, 22050, seed=5), 22050)
     out = tmp_path / "synced.mkv"
-    report = engine.lipsync_clip(video, str(audio), str(out))
+    report = engine.lipsync_clip_report(video, str(audio), str(out))
     assert report.output_uri == str(out) and out.exists()
     assert report.frames == 24 and report.frames_without_face == 10 and report.frames_patched == 14
     with av.open(str(out)) as c:

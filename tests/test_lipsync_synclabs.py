@@ -25,7 +25,7 @@ def fake(tmp_path):
 
 
 def _client(fake, key: str = KEY) -> SyncLabsClient:
-    return SyncLabsClient(SyncLabsSettings(api_key=SecretStr(key), base_url=fake.base_url, poll_seconds=0.01))
+    return SyncLabsClient(SyncLabsSettings(api_key=SecretStr(key), base_url=fake.base_url, poll_seconds=0.01, retry_seconds=0.01))
 
 
 def test_segment_takes_back_only_the_lower_face(fake, tmp_path, loom_home) -> None:

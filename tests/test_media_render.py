@@ -285,3 +285,20 @@ def test_spans_at_the_start_and_the_end_of_the_recording(tmp_path: Path) -> None
             assert psnr(working[i][30:], out[i][30:]) >= 40
         else:
             assert np.array_equal(working[i], out[i])
+
+
+def test_audio_packets_outside_the_window_are_the_templates_aac(h264_case: dict) -> None:
+    from loom.media.aac import aac_track_uri
+
+    track = aac_track_uri(h264_case["prepared"].audio_uri)
+    with av.open(track) as t, av.open(h264_case["a"].output_uri) as o, av.open(h264_case["b"].output_uri) as o2:
+        template = {p.pts: bytes(p) for p in t.demux(audio=0) if p.size}
+        a = {p.pts: bytes(p) for p in o.demux(audio=0) if p.size}
+        b = {p.pts: bytes(p) for p in o2.demux(audio=0) if p.size}
+    assert template.keys() == a.keys() == b.keys()
+    s0, s1 = round(WINDOW[0] * 48000), round(WINDOW[1] * 48000)
+    outside = [pts for pts in template if pts + 1024 < s0 - 2048 or pts > s1 + 2048]
+    inside = [pts for pts in template if s0 + 1024 <= pts < s1 - 2048]
+    assert len(outside) > 60 and inside
+    assert all(template[p] == a[p] == b[p] for p in outside)
+    assert all(a[p] != b[p] for p in inside)

@@ -3,7 +3,7 @@
 The original pastes the whole 96x96 output over the face box, which shows as a blurry
 rectangle. Here only the lower face is taken, through a feathered elliptical mask that is zero
 on the upper face and at every edge of the box; the generated pixels are first colour-matched to
-the original skin under the mask and, optionally, sharpened after upscaling.
+the original skin around the mouth and, optionally, sharpened after upscaling.
 """
 
 from __future__ import annotations
@@ -45,21 +45,20 @@ def lower_face_mask(height: int, width: int) -> np.ndarray:
     return mask.astype(np.float32)
 
 
-def match_colour(generated: np.ndarray, original: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Shift the generated pixels' Lab mean and spread to the original's under ``weights``."""
-    w = weights[..., None].astype(np.float32)
-    total = float(w.sum())
+def match_colour(generated: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Shift the generated pixels' Lab mean to the original's over the mask's feathered ring.
+
+    The ring (where alpha fades) is cheek and chin skin, and it is where a colour step would
+    show; the mouth itself is left out so a newly opened mouth is not brightened towards skin.
+    """
+    ring = (4.0 * mask * (1.0 - mask))[..., None].astype(np.float32)
+    total = float(ring.sum())
     if total < 1.0:
         return generated
     gen_lab = cv2.cvtColor(generated, cv2.COLOR_RGB2LAB).astype(np.float32)
     org_lab = cv2.cvtColor(original, cv2.COLOR_RGB2LAB).astype(np.float32)
-    mean_g = (gen_lab * w).sum((0, 1)) / total
-    mean_o = (org_lab * w).sum((0, 1)) / total
-    std_g = np.sqrt((((gen_lab - mean_g) ** 2) * w).sum((0, 1)) / total) + 1e-3
-    std_o = np.sqrt((((org_lab - mean_o) ** 2) * w).sum((0, 1)) / total) + 1e-3
-    gain = np.clip(std_o / std_g, 0.5, 2.0)  # bounded: never blow up noise in a flat patch
-    matched = (gen_lab - mean_g) * gain + mean_o
-    return cv2.cvtColor(np.clip(matched + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    shift = ((org_lab - gen_lab) * ring).sum((0, 1)) / total
+    return cv2.cvtColor(np.clip(gen_lab + shift + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
 def sharpen(image: np.ndarray, amount: float, upscale: float) -> np.ndarray:

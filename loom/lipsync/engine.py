@@ -9,9 +9,11 @@ in batches, under ``torch.inference_mode()``, in half precision on CUDA.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -131,6 +133,48 @@ def _warn_no_checkpoint() -> None:
 
 # ------------------------------------------------------------------ frames in, patches out
 
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Produce ``items`` on a thread, ``depth`` ahead, so decoding overlaps the model (FFmpeg and
+    the GPU release the GIL). Errors surface in the consumer; stopping early stops the producer."""
+    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="lipsync-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
 
 @dataclass
 class FramePatch:
@@ -213,7 +257,7 @@ def lipsync_segment(prepared: PreparedTemplate, segment: VoiceSegment, insert: A
     wanted = [i for i in range(first, stop) if boxes(i) is not None]
     patch_set = PatchSet()
     if wanted:
-        frames = read_frames(prepared.working_video_uri, wanted[0], wanted[-1] + 1)
+        frames = prefetched(read_frames(prepared.working_video_uri, wanted[0], wanted[-1] + 1), 2 * settings.wav2lip_batch_size)
         for item in lipsync_frames(engine, frames, boxes, mel, mel_index, settings.wav2lip_batch_size):
             if item.patch is not None:
                 patch_set.add(item.index, item.patch)
@@ -253,7 +297,19 @@ class LipSyncClipReport(BaseModel):
 _AUDIO_CODEC = {".webm": "libopus", ".ogg": "libopus", ".avi": "mp3"}
 
 
-def lipsync_clip(video_uri: str, audio_uri: str, out_uri: str, checkpoint: str | None = None) -> LipSyncClipReport:
+def lipsync_clip(video_uri: str, audio_uri: str, out_uri: str, checkpoint: str | None = None) -> str:
+    """``loom lipsync``: lip-sync one clip to an audio file; returns the output's location."""
+    report = lipsync_clip_report(video_uri, audio_uri, out_uri, checkpoint)
+    for warning in report.warnings:
+        log.warning(warning)
+    log.info(
+        "lip-sync: %d of %d frames patched (%d without a face) on %s in %.1f s",
+        report.frames_patched, report.frames, report.frames_without_face, report.device, report.seconds,
+    )
+    return report.output_uri
+
+
+def lipsync_clip_report(video_uri: str, audio_uri: str, out_uri: str, checkpoint: str | None = None) -> LipSyncClipReport:
     """Lip-sync a whole clip to an audio file: faces, model, blend, one encode with that audio.
 
     The output keeps the video's frames and timing; the audio is cut or padded with silence to

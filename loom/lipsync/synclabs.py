@@ -49,6 +49,7 @@ class SyncLabsSettings(BaseSettings):
     model: str = Field(default="lipsync-2", description="sync-3, lipsync-2, lipsync-2-pro, ...")
     sync_mode: str = Field(default="cut_off", description="What to do when audio and video lengths differ.")
     poll_seconds: float = Field(default=5.0, gt=0)
+    retry_seconds: float = Field(default=1.0, gt=0, description="First wait before retrying a transient error.")
     timeout_seconds: float = Field(default=1800.0, gt=0, description="Give up on a generation after this long.")
 
 
@@ -77,7 +78,7 @@ class SyncLabsClient:
 
     def _request(self, method: str, path: str, **kwargs: object) -> dict:
         headers = {"x-api-key": self.settings.api_key.get_secret_value(), "accept": "application/json"}
-        delay = 1.0
+        delay = self.settings.retry_seconds
         for attempt in range(5):
             try:
                 response = self._http.request(method, path, headers=headers, **kwargs)
@@ -88,7 +89,7 @@ class SyncLabsClient:
                 if response.status_code not in RETRY_STATUS or attempt == 4:
                     break
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 10 * self.settings.retry_seconds)
         if response.status_code in (401, 403):
             raise ServiceError(f"Sync Labs refused the API key ({response.status_code}): check SYNC_API_KEY")
         if response.status_code >= 400:

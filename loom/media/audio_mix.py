@@ -114,17 +114,79 @@ def silent_wav(out_uri: str, seconds: float, rate: int = 48000, channels: int = 
     return PcmTrack(uri=out_uri, sample_rate=rate, channels=channels, samples=total)
 
 
+def _wav_layout(path: Path) -> tuple[int, int, int, int]:
+    """(sample rate, channels, data offset, data bytes) of a 16-bit PCM WAV (RIFF chunks walked)."""
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            raise ValueError(f"{path} is not a WAV file")
+        rate = channels = bits = None
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                raise ValueError(f"{path} has no data chunk")
+            name, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if name == b"fmt ":
+                fmt = handle.read(size + (size & 1))
+                channels = int.from_bytes(fmt[2:4], "little")
+                rate = int.from_bytes(fmt[4:8], "little")
+                bits = int.from_bytes(fmt[14:16], "little")
+            elif name == b"data":
+                if bits != 16 or not rate:
+                    raise ValueError(f"{path} is not 16-bit PCM")
+                size = min(size, path.stat().st_size - handle.tell())
+                return rate, channels, handle.tell(), size
+            else:
+                handle.seek(size + (size & 1), 1)
+
+
 @contextlib.contextmanager
 def open_pcm(uri: str) -> Iterator[tuple[np.ndarray, int]]:
     """The WAV as a memory-mapped ``(samples, channels)`` int16 array, and its rate."""
-    from scipy.io import wavfile
-
     with storage.local_path(uri, suffix=".wav") as path:
-        rate, data = wavfile.read(str(path), mmap=True)
-        if data.ndim == 1:
-            data = data[:, None]
-        yield data, int(rate)
+        rate, channels, offset, size = _wav_layout(Path(path))
+        frames = size // (2 * channels)
+        if frames == 0:
+            yield np.zeros((0, channels), np.int16), rate
+            return
+        data = np.memmap(path, dtype="<i2", mode="r", offset=offset, shape=(frames, channels))
+        yield data, rate
         del data
+
+
+class Mixer:
+    """The recording's PCM with the voice windows replaced; read any range of the mix as float32."""
+
+    def __init__(self, pcm: np.ndarray, rate: int, inserts: list[AudioInsert], crossfade: float = CROSSFADE_SECONDS) -> None:
+        self.pcm, self.rate = pcm, rate
+        self.total, self.channels = pcm.shape
+        self.windows: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+        for ins in sorted(inserts, key=lambda i: i.start):
+            s0, s1 = window_samples(ins, rate)
+            s0, s1 = max(0, s0), min(self.total, s1)
+            if s1 <= s0:
+                continue
+            data = load_insert(ins, rate, self.channels)[: s1 - s0]
+            g_in, g_orig = equal_power_fades(s1 - s0, round(crossfade * rate))
+            self.windows.append((s0, s1, data, g_in, g_orig))
+
+    def spans(self) -> list[tuple[int, int]]:
+        """Sample ranges [start, end) that differ from the original."""
+        return [(s0, s1) for s0, s1, *_ in self.windows]
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Mixed samples [lo, hi) as float32 ``(samples, channels)`` (zeros past the end)."""
+        lo, hi = max(0, lo), max(lo, hi)
+        block = np.zeros((hi - lo, self.channels), np.float32)
+        end = min(hi, self.total)
+        if end > lo:
+            block[: end - lo] = self.pcm[lo:end].astype(np.float32) / 32768.0
+        for s0, s1, data, g_in, g_orig in self.windows:
+            a, b = max(s0, lo), min(s1, hi)
+            if a >= b:
+                continue
+            block[a - lo : b - lo] = block[a - lo : b - lo] * g_orig[a - s0 : b - s0, None] + data[a - s0 : b - s0] * g_in[a - s0 : b - s0, None]
+        return block
 
 
 def load_insert(insert: AudioInsert, rate: int, channels: int) -> np.ndarray:
@@ -167,25 +229,6 @@ def mix_audio(
     Only the windows change; every other sample is the original WAV's, scaled to float.
     """
     with open_pcm(audio_uri) as (pcm, rate):
-        total, channels = pcm.shape
-        windows = []
-        for ins in sorted(inserts, key=lambda i: i.start):
-            s0, s1 = window_samples(ins, rate)
-            s0, s1 = max(0, s0), min(total, s1)
-            if s1 <= s0:
-                continue
-            data = load_insert(ins, rate, channels)[: s1 - s0]
-            g_in, g_orig = equal_power_fades(s1 - s0, round(crossfade * rate))
-            windows.append((s0, s1, data, g_in, g_orig))
-        for pos in range(0, total, chunk):
-            end = min(total, pos + chunk)
-            block = pcm[pos:end].astype(np.float32) / 32768.0
-            for s0, s1, data, g_in, g_orig in windows:
-                lo, hi = max(s0, pos), min(s1, end)
-                if lo >= hi:
-                    continue
-                a, b = lo - s0, hi - s0
-                block[lo - pos : hi - pos] = (
-                    block[lo - pos : hi - pos] * g_orig[a:b, None] + data[a:b] * g_in[a:b, None]
-                )
-            yield block, rate
+        mixer = Mixer(pcm, rate, inserts, crossfade)
+        for pos in range(0, mixer.total, chunk):
+            yield mixer.read(pos, min(mixer.total, pos + chunk)), rate

@@ -148,7 +148,9 @@ def plant_keyframes(source: VideoInfo, src_uri: str, frames: list[int], out_uri:
 
 
 def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> PreparedMedia:
-    """Probe, keep or convert the video, and decode the audio once to ``root/audio.wav``."""
+    """Probe, keep or convert the video; decode the audio once to ``root/audio.wav`` and encode it
+    once to ``root/audio.m4a`` (AAC), which recipients copy outside their voice windows."""
+    from loom.media.aac import aac_track_uri, encode_aac_track
     from loom.media.audio_mix import extract_audio
 
     source = probe_video(base_video_uri)
@@ -166,6 +168,7 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
         video = make_mezzanine(source, base_video_uri, cut_times, working)
     video_start = _video_start(base_video_uri)
     audio = extract_audio(base_video_uri, storage.join(root, "audio.wav"), video_start, video.duration)
+    encode_aac_track(audio.uri, aac_track_uri(audio.uri))  # recipients copy it outside their voice windows
     return PreparedMedia(
         source=source,
         video=video,

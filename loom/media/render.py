@@ -26,7 +26,6 @@ from loom.prepared import PreparedTemplate
 log = logging.getLogger("loom.media")
 
 FULL_CRF = 16
-AAC_BITRATE_PER_CHANNEL = 96_000
 
 
 class RenderReport(BaseModel):
@@ -177,46 +176,6 @@ def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, lis
 
 
 # ---------------------------------------------------------------- audio
-
-
-def _audio_packets(out, prepared: PreparedTemplate, inserts: list[AudioInsert]) -> tuple:  # noqa: ANN001
-    """Add the AAC stream to ``out``; returns it and an iterator of its packets (the mix, encoded once)."""
-    import av
-    import numpy as np
-
-    from loom.media.audio_mix import channel_layout, mix_audio
-
-    channels = prepared.audio_channels
-    layout = channel_layout(channels)
-    stream = out.add_stream("aac", rate=prepared.audio_sample_rate, layout=layout)
-    stream.bit_rate = AAC_BITRATE_PER_CHANNEL * min(channels, 6)
-
-    def generate() -> Iterator:
-        frame_size = 1024
-        pending = np.zeros((0, channels), np.float32)
-        pos = 0
-        for block, rate in mix_audio(prepared.audio_uri, inserts, chunk=frame_size * 47):
-            pending = np.concatenate([pending, block]) if pending.size else block
-            while pending.shape[0] >= frame_size:
-                piece, pending = pending[:frame_size], pending[frame_size:]
-                yield from _encode_audio(stream, piece, pos, rate, layout)
-                pos += frame_size
-        if pending.shape[0]:
-            yield from _encode_audio(stream, pending, pos, prepared.audio_sample_rate, layout)
-        yield from stream.encode(None)
-
-    return stream, generate()
-
-
-def _encode_audio(stream, piece, pos: int, rate: int, layout: str) -> Iterable:  # noqa: ANN001
-    import av
-    import numpy as np
-
-    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece.T), format="fltp", layout=layout)
-    frame.sample_rate = rate
-    frame.pts = pos
-    frame.time_base = Fraction(1, rate)
-    return stream.encode(frame)
 
 
 def _interleave(video: Iterator, audio: Iterator) -> Iterator:
@@ -393,6 +352,8 @@ def _full(prepared: PreparedTemplate, inserts: list[AudioInsert], patches: dict[
     """Decode every frame, patch the edited ones, encode once (used only when a splice is impossible)."""
     import av
 
+    from loom.media.aac import recipient_audio
+
     from loom.media.encode import PRESET
 
     fps = Fraction(prepared.video.fps)
@@ -404,7 +365,7 @@ def _full(prepared: PreparedTemplate, inserts: list[AudioInsert], patches: dict[
             vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
             vout.pix_fmt = "yuv420p"
             vout.options = {"preset": PRESET, "crf": str(FULL_CRF)}
-            _, audio = _audio_packets(out, prepared, inserts)
+            audio = recipient_audio(out, prepared.audio_uri, inserts)
 
             def video_packets() -> Iterator:
                 count = 0
@@ -433,6 +394,8 @@ def render_recipient(
     prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str
 ) -> RenderReport:
     """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once."""
+    from loom.media.aac import recipient_audio
+
     started = time.perf_counter()
     frame_count = prepared.video.frame_count
     patches, ranges = load_patches(patch_sets)
@@ -440,7 +403,7 @@ def render_recipient(
     with storage.staged_output(out_uri, suffix=".mp4") as target:
         try:
             result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
-                                  audio=lambda out: _audio_packets(out, prepared, inserts)[1])
+                                  audio=lambda out: recipient_audio(out, prepared.audio_uri, inserts))
             mode, reason = "splice", None
             frames, reencoded, copied, regions = (result.frames, result.reencoded_frames, result.copied_packets,
                                                   result.regions)

@@ -32,6 +32,13 @@ from loom.visual.text import InkLine, fit_line
 from loom.visual.tracking import Box, Track, load_track
 
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+# Removal reaches this share of the box's smaller side beyond it: text boxes are usually drawn
+# with room around the text; a logo's box is often drawn tight around the mark.
+TEXT_PAD = 0.04
+IMAGE_PAD = 0.1
+# The background surface is fitted to the 2 px just outside the removal mask: the pixels that
+# must join up with the fill, and the least likely to reach a plate's border or a neighbour.
+FIT_RING = 2
 
 
 @dataclass
@@ -60,16 +67,21 @@ def parse_color(value: str, field: str) -> tuple[int, int, int]:
     return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
-def geometry(box: Box, base: Box, frame_w: int, frame_h: int) -> Geometry:
-    """The removal mask (the box plus a pad for anti-aliased edges) and the crop holding its ring."""
+def geometry(
+    box: Box, base: Box, frame_w: int, frame_h: int, pad_ratio: float = 0.04, motion: tuple[float, float] = (0.0, 0.0)
+) -> Geometry:
+    """The removal mask (the box plus a pad for anti-aliased edges and for motion blur, which
+    smears the old content along the motion) and the crop holding the ring around it."""
     x, y, w, h = box
     scale = math.sqrt(max(w, 1e-3) * max(h, 1e-3) / (max(base[2], 1e-3) * max(base[3], 1e-3)))
-    pad = max(1.5, 0.04 * min(base[2], base[3]) * scale)
+    pad = max(1.5, pad_ratio * min(base[2], base[3]) * scale)
+    pad_x = pad + 0.5 * abs(motion[0])
+    pad_y = pad + 0.5 * abs(motion[1])
     ring = max(3, int(round(0.2 * min(base[2], base[3]) * scale)))
-    mx0 = max(0, int(math.floor(x - pad)))
-    my0 = max(0, int(math.floor(y - pad)))
-    mx1 = min(frame_w, int(math.ceil(x + w + pad)))
-    my1 = min(frame_h, int(math.ceil(y + h + pad)))
+    mx0 = max(0, int(math.floor(x - pad_x)))
+    my0 = max(0, int(math.floor(y - pad_y)))
+    mx1 = min(frame_w, int(math.ceil(x + w + pad_x)))
+    my1 = min(frame_h, int(math.ceil(y + h + pad_y)))
     crop = (max(0, mx0 - ring), max(0, my0 - ring), min(frame_w, mx1 + ring), min(frame_h, my1 + ring))
     return Geometry(crop, (mx0, my0, mx1, my1), ring)
 
@@ -138,7 +150,7 @@ def text_content(value: str, segment: VisualSegment, first_frame: np.ndarray, ba
     g = geometry(base, base, first_frame.shape[1], first_frame.shape[0])
     cx0, cy0, cx1, cy1 = g.crop
     crop = first_frame[cy0:cy1, cx0:cx1]
-    cleaned = remove_content(crop, _mask_in_crop(g), max(2, g.ring // 3)).image
+    cleaned = remove_content(crop, _mask_in_crop(g), FIT_RING).image
     bx0, by0 = int(round(base[0])) - cx0, int(round(base[1])) - cy0
     bw, bh = _base_canvas(base)
     look: TextLook = sample_text_look(
@@ -277,19 +289,43 @@ class BoxCleaner:
         return out, "plate"
 
 
-def patch_for_frame(frame: np.ndarray, box: Box, base: Box, content: Content, cleaner: BoxCleaner, seed: int = 0) -> tuple[Patch, str]:
-    """One RGBA patch: the box's content removed, the new content laid over, edges feathered."""
+def patch_for_frame(
+    frame: np.ndarray,
+    box: Box,
+    base: Box,
+    content: Content,
+    cleaner: BoxCleaner,
+    seed: int = 0,
+    pad_ratio: float = 0.04,
+    motion: tuple[float, float] = (0.0, 0.0),
+) -> tuple[Patch | None, str]:
+    """One RGBA patch: the box's content removed, the new content laid over, edges feathered.
+    None when the box lies wholly outside the frame."""
     fh, fw = frame.shape[:2]
-    g = geometry(box, base, fw, fh)
+    g = geometry(box, base, fw, fh, pad_ratio, motion)
     cx0, cy0, cx1, cy1 = g.crop
+    mx0, my0, mx1, my1 = g.mask
+    if mx1 <= mx0 or my1 <= my0:
+        return None, "outside"
     crop = frame[cy0:cy1, cx0:cx1]
     mask = _mask_in_crop(g)
-    cleaned, method = cleaner.clean(crop, mask, box, (cx0, cy0), max(2, g.ring // 3), seed)
+    cleaned, method = cleaner.clean(crop, mask, box, (cx0, cy0), FIT_RING, seed)
     rgb, alpha = _warp(content, box, base, g.crop)
     out = cleaned.astype(np.float32) / 255.0 * (1.0 - alpha[..., None]) + rgb
     edge = _feather(mask, g.ring)
     rgba = np.dstack([np.clip(out * 255.0 + 0.5, 0, 255), np.clip(edge * 255.0 + 0.5, 0, 255)]).astype(np.uint8)
     return Patch(x=cx0, y=cy0, rgba=rgba), method
+
+
+def _motion(track: Track, frame: int) -> tuple[float, float]:
+    """The box centre's displacement per frame around ``frame`` (0 where unknown)."""
+    k = frame - track.first_frame
+    lo = k - 1 if k >= 1 and not track.lost[k - 1] else k
+    hi = k + 1 if k + 1 < len(track.boxes) and not track.lost[k + 1] else k
+    if hi == lo:
+        return (0.0, 0.0)
+    a, b = track.boxes[lo], track.boxes[hi]
+    return ((b[0] + b[2] / 2 - a[0] - a[2] / 2) / (hi - lo), (b[1] + b[3] / 2 - a[1] - a[3] / 2) / (hi - lo))
 
 
 def _first_frame(prepared: PreparedTemplate, track: Track) -> np.ndarray:
@@ -324,9 +360,11 @@ def draw_segment(prepared: PreparedTemplate, segment: VisualSegment, value: str,
         box = track.box_at(index)
         if box is None:
             continue
-        patch, method = patch_for_frame(frame, box, base, content, cleaner, seed=index)
-        patches.add(index, patch)
+        pad = IMAGE_PAD if segment.segment_type == "image" else TEXT_PAD
+        patch, method = patch_for_frame(frame, box, base, content, cleaner, index, pad, _motion(track, index))
         methods[method] = methods.get(method, 0) + 1
+        if patch is not None:
+            patches.add(index, patch)
     patches.save(out_uri)
     unedited = sum(track.lost)
     qa: dict[str, object] = dict(content.info)

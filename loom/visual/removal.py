@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 FLAT_RESIDUAL = 6.0  # RMS (0-255) of the ring around a smooth-surface fit; above it, inpaint
-INLIER_SHARE = 0.7  # share of the ring that must lie on the fitted surface
+INLIER_SHARE = 0.6  # share of the ring that must lie on the fitted surface
 INPAINT_MAX_PIXELS = 12_000  # larger crops are inpainted at a reduced size
 
 

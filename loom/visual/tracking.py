@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy.signal import savgol_filter
 
 from loom import storage
 from loom.media.frames import read_frames
@@ -26,10 +25,12 @@ from loom.template import VisualSegment
 
 STATIC_MEAN_DIFF = 4.0  # mean |difference| (0-255) of the box region under which it has not moved
 ANCHOR_SCORE = 0.65  # colour template match score that re-anchors the box on the first appearance
+ACQUIRE_SCORE = 0.75  # a match found by searching the whole frame must be this good to be believed
 LOST_SCORE = 0.4  # below it (and no trusted tracker answer) the frame is flagged
 CUT_CORRELATION = 0.4  # consecutive thumbnails correlating less than this mark a scene cut
 SMOOTH_WINDOW = 7
 SCALES = (0.97, 1.0, 1.03)
+GLOBAL_SEARCH_WIDTH = 640  # frames are searched whole at this width (then refined at full size)
 
 Box = tuple[float, float, float, float]
 
@@ -119,29 +120,41 @@ class _Anchor:
         self.w, self.h = box[2], box[3]
         self.usable = self.template.size >= 16 and float(self.template.std()) >= 3.0
 
-    def search(self, image: np.ndarray, center: tuple[float, float] | None, scale: float, reach: float) -> tuple[float, Box | None, float]:
-        """Best (score, box, scale) near ``center`` (within ``reach`` px), or anywhere when None."""
+    def _scaled(self, s: float) -> np.ndarray:
+        tw = max(4, int(round(self.template.shape[1] * s)))
+        th = max(4, int(round(self.template.shape[0] * s)))
+        return cv2.resize(self.template, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+    def search(self, image: np.ndarray, center: tuple[float, float], scale: float, reach: float) -> tuple[float, Box | None, float]:
+        """Best (score, box, scale) with the box's centre within ``reach`` px of ``center``.
+
+        The box may hang up to half outside the frame (a name scrolling away): the search window
+        is padded by repeating the frame's edge, so the visible part can still match.
+        """
         if not self.usable:
             return 0.0, None, scale
         fh, fw = image.shape[:2]
         best: tuple[float, Box | None, float] = (-1.0, None, scale)
-        for factor in SCALES if center is not None else (1.0,):
+        for factor in SCALES:
             s = scale * factor
-            tw, th = max(4, int(round(self.template.shape[1] * s))), max(4, int(round(self.template.shape[0] * s)))
-            if tw >= fw or th >= fh:
+            tpl = self._scaled(s)
+            th, tw = tpl.shape[:2]
+            if tw >= 2 * fw or th >= 2 * fh or float(tpl.std()) < 1.0:
                 continue
-            tpl = cv2.resize(self.template, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-            if float(tpl.std()) < 1.0:
+            cx = min(max(center[0], 0.0), float(fw))
+            cy = min(max(center[1], 0.0), float(fh))
+            x0 = int(math.floor(cx - tw / 2 - reach))
+            y0 = int(math.floor(cy - th / 2 - reach))
+            x1 = int(math.ceil(cx + tw / 2 + reach))
+            y1 = int(math.ceil(cy + th / 2 + reach))
+            x0, y0 = max(x0, -(tw // 2)), max(y0, -(th // 2))
+            x1, y1 = min(x1, fw + tw // 2), min(y1, fh + th // 2)
+            inner = image[max(0, y0) : min(fh, y1), max(0, x0) : min(fw, x1)]
+            if inner.size == 0:
                 continue
-            if center is None:
-                x0, y0, x1, y1 = 0, 0, fw, fh
-            else:
-                cx, cy = center
-                x0 = int(max(0, math.floor(cx - tw / 2 - reach)))
-                y0 = int(max(0, math.floor(cy - th / 2 - reach)))
-                x1 = int(min(fw, math.ceil(cx + tw / 2 + reach)))
-                y1 = int(min(fh, math.ceil(cy + th / 2 + reach)))
-            region = image[y0:y1, x0:x1].astype(np.float32)
+            region = cv2.copyMakeBorder(
+                inner, max(0, -y0), max(0, y1 - fh), max(0, -x0), max(0, x1 - fw), cv2.BORDER_REPLICATE
+            ).astype(np.float32)
             if region.shape[0] < th or region.shape[1] < tw:
                 continue
             scores = cv2.matchTemplate(region, tpl, cv2.TM_CCOEFF_NORMED)
@@ -155,6 +168,23 @@ class _Anchor:
                 my = y0 + py + dy + th / 2
                 best = (float(peak), (mx - bw / 2, my - bh / 2, bw, bh), s)
         return best
+
+    def search_everywhere(self, image: np.ndarray, scale: float) -> tuple[float, Box | None, float]:
+        """Search the whole frame (after a cut, or when the box is lost): coarse at a reduced
+        size, then refined around the best place at full size."""
+        if not self.usable:
+            return 0.0, None, scale
+        fh, fw = image.shape[:2]
+        f = min(1.0, GLOBAL_SEARCH_WIDTH / fw)
+        small = image if f >= 1.0 else cv2.resize(image, (max(1, int(fw * f)), max(1, int(fh * f))), interpolation=cv2.INTER_AREA)
+        tpl = self._scaled(scale * f)
+        if tpl.shape[0] >= small.shape[0] or tpl.shape[1] >= small.shape[1] or float(tpl.std()) < 1.0:
+            return 0.0, None, scale
+        scores = cv2.matchTemplate(small.astype(np.float32), tpl, cv2.TM_CCOEFF_NORMED)
+        scores = np.nan_to_num(scores, nan=-1.0, posinf=-1.0, neginf=-1.0)
+        _, _, _, (px, py) = cv2.minMaxLoc(scores)
+        centre = ((px + tpl.shape[1] / 2) / f, (py + tpl.shape[0] / 2) / f)
+        return self.search(image, centre, scale, 2.0 / f + 2)
 
 
 def _csrt() -> cv2.Tracker:
@@ -222,13 +252,18 @@ class BoxFollower:
                 tracked = tuple(float(v) for v in raw)  # type: ignore[assignment]
         reach = max(self.box[2], self.box[3]) * 0.6 + 8
         if cut:
-            score, matched, scale = self.anchor.search(frame, None, self.scale, 0)
+            score, matched, scale = self._search_everywhere(frame)
         else:
             centre = _centre(tracked) if tracked is not None else _centre(predicted)
             score, matched, scale = self.anchor.search(frame, centre, self.scale, reach)
             if score < ANCHOR_SCORE and tracked is not None:
                 # the tracker may be the one that is wrong: look around the motion prediction too
                 alt = self.anchor.search(frame, _centre(predicted), self.scale, reach)
+                if alt[0] > score:
+                    score, matched, scale = alt
+            if score < ANCHOR_SCORE and (tracked is None or score < LOST_SCORE):
+                # a jump too big for both (a scroll by a page, a whip pan): look everywhere
+                alt = self._search_everywhere(frame)
                 if alt[0] > score:
                     score, matched, scale = alt
         if matched is not None and score >= ANCHOR_SCORE:
@@ -242,12 +277,38 @@ class BoxFollower:
             return self._accept(tracked, score, self.scale)
         return predicted, max(0.0, score), True
 
+    def _search_everywhere(self, frame: np.ndarray) -> tuple[float, Box | None, float]:
+        """A whole-frame search; with so many places to look, a weak best match is likely chance."""
+        score, matched, scale = self.anchor.search_everywhere(frame, self.scale)
+        return (score, matched, scale) if score >= ACQUIRE_SCORE else (min(score, LOST_SCORE - 1e-3), None, self.scale)
+
     def _accept(self, box: Box, score: float, scale: float) -> tuple[Box, float, bool]:
         old = _centre(self.box)
         new = _centre(box)
         self.velocity = (new[0] - old[0], new[1] - old[1])
         self.box, self.scale = box, scale
         return box, float(min(1.0, max(0.0, score))), False
+
+
+_SG7 = np.array([-2.0, 3.0, 6.0, 7.0, 6.0, 3.0, -2.0]) / 21.0  # Savitzky-Golay, window 7, quadratic
+
+
+def savgol7(values: np.ndarray) -> np.ndarray:
+    """Centred quadratic Savitzky-Golay smoothing (window 7) of each column; the three samples at
+    each end come from a quadratic fitted to the first/last seven. A quadratic follows steady
+    motion and acceleration exactly, so it removes jitter without lagging behind."""
+    n = len(values)
+    out = values.astype(np.float64).copy()
+    if n < SMOOTH_WINDOW:
+        return out
+    for c in range(values.shape[1]):
+        col = values[:, c].astype(np.float64)
+        out[3 : n - 3, c] = np.convolve(col, _SG7[::-1], mode="valid")
+        t = np.arange(SMOOTH_WINDOW, dtype=np.float64)
+        head = np.polyval(np.polyfit(t, col[:SMOOTH_WINDOW], 2), t[:3])
+        tail = np.polyval(np.polyfit(t, col[-SMOOTH_WINDOW:], 2), t[-3:])
+        out[:3, c], out[n - 3 :, c] = head, tail
+    return out
 
 
 def _smooth(track: list[Box], lost: list[bool], cuts: list[int], first: int) -> list[Box]:
@@ -261,7 +322,7 @@ def _smooth(track: list[Box], lost: list[bool], cuts: list[int], first: int) -> 
             piece = list(range(start, k))
             if len(piece) >= SMOOTH_WINDOW:
                 arr = np.array([[b[0] + b[2] / 2, b[1] + b[3] / 2, b[2], b[3]] for b in (track[i] for i in piece)])
-                sm = savgol_filter(arr, SMOOTH_WINDOW, 2, axis=0, mode="interp")
+                sm = savgol7(arr)
                 for i, (cx, cy, w, h) in zip(piece, sm):
                     out[i] = (float(cx - w / 2), float(cy - h / 2), float(w), float(h))
             start = k + 1 if k < n and lost[k] else k

@@ -1,0 +1,297 @@
+"""Per-recipient render cost of the smart-cut renderer against the floor and naive full re-renders.
+
+    .venv/bin/python benchmarks/bench_render.py [--quick] [--keep DIR]
+
+Makes its own inputs with the ffmpeg binary: a 60 s and a 120 s 1280x720 30 fps H.264 recording
+(x264 defaults: 250-frame GOPs, B-frames; AAC audio) and the same 7 s of edits on both (a 3 s
+lip-sync-sized patch with a new voice line, a 2 s text box, a 2 s logo box). Prints, per recording:
+
+- prepare: once per template (probe, keyframes planted at the cuts, audio to WAV)
+- render: ``render_recipient`` for a second recipient, in process and in a fresh process (imports included)
+- floor: stream-copy remux of the whole file + encoding only the edited frames (frames already decoded)
+- moviepy: a full re-render of the same edits through moviepy
+- ffmpeg: a full re-render of the same edits in one ffmpeg filter graph
+and the ratios render/floor, moviepy/render, ffmpeg/render, and render(120 s)/render(60 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FPS = 30
+
+
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run(cmd: list[str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {result.stderr[-2000:]}")
+
+
+def make_recording(path: Path, seconds: int, size: tuple[int, int]) -> Path:
+    """A screen-recording-like H.264 MP4 with x264's default GOP structure and an AAC tone."""
+    w, h = size
+    run([ffmpeg(), "-nostdin", "-y", "-v", "error",
+         "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={FPS}:duration={seconds}",
+         "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-movflags", "+faststart", str(path)])
+    return path
+
+
+def edits_for(scale: float) -> list[dict]:
+    """7 s of edits (start times scaled for --quick, durations kept): id, kind, start, end, box."""
+    plan = [("voice", "lipsync", 5.0, 3.0, (0.40, 0.30, 0.20, 0.35)),
+            ("name", "visual", 20.0, 2.0, (0.05, 0.05, 0.30, 0.10)),
+            ("logo", "visual", 40.0, 2.0, (0.75, 0.70, 0.15, 0.20))]
+    return [{"id": i, "kind": k, "start": s * scale, "end": s * scale + d, "box": b} for i, k, s, d, b in plan]
+
+
+def box_pixels(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    w, h = size
+    return int(box[0] * w), int(box[1] * h), int(box[2] * w) // 2 * 2, int(box[3] * h) // 2 * 2
+
+
+def make_patch_sets(prepared, edits: list[dict], size: tuple[int, int], tmp: Path, seed: int) -> list:  # noqa: ANN001
+    from loom.edits import PatchSetRef
+    from loom.media.patches import Patch, PatchSet
+
+    refs = []
+    for e in edits:
+        first, stop = prepared.segment_frames(e["start"], e["end"])
+        x, y, w, h = box_pixels(e["box"], size)
+        yy, xx = np.mgrid[0:h, 0:w]
+        ps = PatchSet()
+        for f in range(first, stop):
+            rgba = np.empty((h, w, 4), np.uint8)
+            rgba[..., 0] = (xx + f * 3 + seed * 40) % 256
+            rgba[..., 1] = (yy + f) % 256
+            rgba[..., 2] = 40 + seed * 60
+            rgba[..., 3] = 255
+            ps.add(f, Patch(x=x + (f - first) % 7, y=y, rgba=rgba))
+        uri = str(tmp / f"{e['id']}-{seed}.npz")
+        ps.save(uri)
+        refs.append(PatchSetRef(segment_id=e["id"], kind=e["kind"], uri=uri, first_frame=first, stop_frame=stop))
+    return refs
+
+
+def make_inserts(edits: list[dict], tmp: Path, seed: int) -> list:
+    from scipy.io import wavfile
+
+    from loom.edits import AudioInsert
+
+    out = []
+    for e in edits:
+        if e["kind"] != "lipsync":
+            continue
+        rate = 48000
+        n = round((e["end"] - e["start"]) * rate)
+        t = np.arange(n) / rate
+        path = tmp / f"{e['id']}-{seed}.wav"
+        wavfile.write(str(path), rate, (0.3 * np.sin(2 * np.pi * (500 + 100 * seed) * t) * 32767).astype(np.int16))
+        out.append(AudioInsert(segment_id=e["id"], uri=str(path), start=e["start"], end=e["end"], sample_rate=rate))
+    return out
+
+
+def prepare(src: Path, edits: list[dict], tmp: Path):  # noqa: ANN201
+    from loom.media.prepare import prepare_media
+    from loom.prepared import PreparedTemplate
+    from loom.template import Template
+
+    cuts = sorted({t for e in edits for t in (e["start"], e["end"])})
+    media = prepare_media(str(src), cuts, str(tmp / "prepared"))
+    template = Template(id="bench", base_video_path=str(src))
+    return PreparedTemplate(template=template, version="bench", root=str(tmp / "prepared"), **media.model_dump())
+
+
+def time_floor(prepared, refs: list, tmp: Path) -> tuple[float, float]:  # noqa: ANN001
+    """(remux seconds, encode-only-the-edited-frames seconds)."""
+    import av
+
+    from loom.media.frames import read_video_frames
+    from loom.media.render import _span_encoder, load_patches, patch_frame
+
+    start = time.perf_counter()
+    with av.open(prepared.template.base_video_path) as src, av.open(str(tmp / "remux.mp4"), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream_index]
+            out.mux(packet)
+    remux = time.perf_counter() - start
+
+    patches, _ = load_patches(refs)
+    frames = []
+    for ref in refs:  # decoded and patched up front: only the encode is timed
+        frames.append([patch_frame(f, patches[i]) if i in patches else f
+                       for i, f in read_video_frames(prepared.working_video_uri, ref.first_frame, ref.stop_frame)])
+    from loom.media import h264
+
+    with av.open(prepared.working_video_uri) as c:
+        vin = c.streams.video[0]
+        encoder, _ = _span_encoder(prepared.video, vin, h264.AvcConfig.parse(vin.codec_context.extradata))
+    start = time.perf_counter()
+    for run_frames in frames:
+        for _ in encoder.encode(run_frames):
+            pass
+    return remux, time.perf_counter() - start
+
+
+def time_moviepy(prepared, refs: list, inserts: list, tmp: Path) -> float:  # noqa: ANN001
+    from moviepy import AudioFileClip, CompositeAudioClip, VideoFileClip
+
+    from loom.media.patches import apply_patches
+    from loom.media.render import load_patches
+
+    start = time.perf_counter()
+    patches, _ = load_patches(refs)
+    fps = float(Fraction(prepared.video.fps))
+    clip = VideoFileClip(prepared.template.base_video_path)
+
+    def edit(get_frame, t):  # noqa: ANN001, ANN202
+        frame = get_frame(t)
+        index = round(t * fps)
+        if index in patches:
+            frame = apply_patches(frame.copy(), patches[index])
+        return frame
+
+    edited = clip.transform(edit)
+    voice = [AudioFileClip(i.uri).with_start(i.start) for i in inserts]
+    edited = edited.with_audio(CompositeAudioClip([clip.audio, *voice]))
+    edited.write_videofile(str(tmp / "moviepy.mp4"), codec="libx264", preset="veryfast", audio_codec="aac",
+                           threads=os.cpu_count(), ffmpeg_params=["-crf", "18"], logger=None)
+    clip.close()
+    return time.perf_counter() - start
+
+
+def time_ffmpeg_graph(prepared, edits: list[dict], inserts: list, size: tuple[int, int], tmp: Path) -> float:  # noqa: ANN001
+    """One ffmpeg filter graph: overlays enabled over their windows, voice windows muted and mixed in."""
+    from PIL import Image
+
+    inputs = ["-i", prepared.template.base_video_path]
+    chain, label = [], "0:v"
+    for k, e in enumerate(edits):
+        x, y, w, h = box_pixels(e["box"], size)
+        png = tmp / f"overlay-{k}.png"
+        Image.fromarray(np.full((h, w, 4), (200, 40 * k, 90, 255), np.uint8)).save(png)
+        inputs += ["-loop", "1", "-i", str(png)]
+        chain.append(f"[{label}][{k + 1}:v]overlay={x}:{y}:shortest=1:enable='between(t,{e['start']},{e['end']})'[v{k}]")
+        label = f"v{k}"
+    mute = ",".join(f"volume=0:enable='between(t,{i.start},{i.end})'" for i in inserts) or "anull"
+    audio = [f"[0:a]{mute}[a0]"]
+    mix = ["[a0]"]
+    for k, ins in enumerate(inserts):
+        n = len(edits) + 1 + k
+        inputs += ["-i", ins.uri]
+        ms = int(ins.start * 1000)
+        audio.append(f"[{n}:a]adelay={ms}|{ms}[d{k}]")
+        mix.append(f"[d{k}]")
+    audio.append(f"{''.join(mix)}amix=inputs={len(mix)}:normalize=0:duration=first[a]")
+    graph = ";".join(chain + audio)
+    start = time.perf_counter()
+    run([ffmpeg(), "-nostdin", "-y", "-v", "error", *inputs, "-filter_complex", graph, "-map", f"[{label}]", "-map", "[a]",
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-c:a", "aac", "-movflags", "+faststart", str(tmp / "ffmpeg.mp4")])
+    return time.perf_counter() - start
+
+
+FRESH_PROCESS = """
+import sys, time, json
+t0 = time.perf_counter()
+from loom.prepared import PreparedTemplate
+from loom.edits import AudioInsert, PatchSetRef
+from loom.media.render import render_recipient
+args = json.loads(sys.argv[1])
+prepared = PreparedTemplate.model_validate_json(open(args["prepared"]).read())
+report = render_recipient(prepared, [AudioInsert(**i) for i in args["inserts"]],
+                          [PatchSetRef(**p) for p in args["patches"]], args["out"])
+print(json.dumps({"seconds": time.perf_counter() - t0, "mode": report.mode}))
+"""
+
+
+def bench_one(seconds: int, size: tuple[int, int], scale: float, tmp: Path, naive: bool) -> dict:
+    import json
+
+    from loom.media.render import render_recipient
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    src = make_recording(tmp / "recording.mp4", seconds, size)
+    made = time.perf_counter() - t
+    edits = edits_for(scale)
+    t = time.perf_counter()
+    prepared = prepare(src, edits, tmp)
+    prep = time.perf_counter() - t
+    refs = {s: make_patch_sets(prepared, edits, size, tmp, s) for s in (1, 2, 3)}
+    inserts = {s: make_inserts(edits, tmp, s) for s in (1, 2, 3)}
+    result: dict[str, float | str] = {"make_input": made, "prepare": prep}
+    render_recipient(prepared, inserts[1], refs[1], str(tmp / "r1.mp4"))  # first recipient (warm-up)
+    t = time.perf_counter()
+    report = render_recipient(prepared, inserts[2], refs[2], str(tmp / "r2.mp4"))
+    result["render"] = time.perf_counter() - t
+    result["mode"] = report.mode
+    result["reencoded_frames"] = report.reencoded_frames
+    result["frames"] = report.frames
+    (tmp / "prepared.json").write_text(prepared.model_dump_json())
+    args = {"prepared": str(tmp / "prepared.json"), "out": str(tmp / "r3.mp4"),
+            "inserts": [i.model_dump() for i in inserts[3]], "patches": [p.model_dump() for p in refs[3]]}
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS, json.dumps(args)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result["render_fresh_process"] = time.perf_counter() - t
+    remux, encode = time_floor(prepared, refs[2], tmp)
+    result["floor_remux"], result["floor_encode"] = remux, encode
+    result["floor"] = remux + encode
+    if naive:
+        result["moviepy"] = time_moviepy(prepared, refs[2], inserts[2], tmp)
+        result["ffmpeg_graph"] = time_ffmpeg_graph(prepared, edits, inserts[2], size, tmp)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="30 s and 60 s at 640x360, edits scaled to fit (still 7 s)")
+    parser.add_argument("--keep", help="folder to keep the inputs and outputs in")
+    parser.add_argument("--no-naive", action="store_true", help="skip the moviepy and ffmpeg full re-renders")
+    opts = parser.parse_args()
+    size, (short, long_), scale = ((640, 360), (30, 60), 0.5) if opts.quick else ((1280, 720), (60, 120), 1.0)
+    base = Path(opts.keep) if opts.keep else Path(tempfile.mkdtemp(prefix="loom-bench-"))
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"inputs: {size[0]}x{size[1]} {FPS} fps H.264, {short} s and {long_} s, 7 s of edits; work dir {base}")
+    results = {}
+    for seconds, naive in ((short, not opts.no_naive), (long_, not opts.no_naive)):
+        results[seconds] = bench_one(seconds, size, scale, base / f"{seconds}s", naive)
+        r = results[seconds]
+        print(f"\n{seconds} s recording ({r['frames']} frames, {r['reencoded_frames']} re-encoded, mode {r['mode']})")
+        for key in ("make_input", "prepare", "render", "render_fresh_process", "floor_remux", "floor_encode", "floor", "moviepy", "ffmpeg_graph"):
+            if key in r:
+                print(f"  {key:22s} {r[key]:8.2f} s")
+        print(f"  render / floor          {r['render'] / r['floor']:8.2f}x")
+        if "moviepy" in r:
+            print(f"  moviepy / render        {r['moviepy'] / r['render']:8.2f}x")
+            print(f"  ffmpeg graph / render   {r['ffmpeg_graph'] / r['render']:8.2f}x")
+    print(f"\nrender {long_} s / render {short} s: {results[long_]['render'] / results[short]['render']:.2f}x "
+          f"(fresh process: {results[long_]['render_fresh_process'] / results[short]['render_fresh_process']:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
