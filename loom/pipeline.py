@@ -145,11 +145,18 @@ def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[s
 
 def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
     """Mouth patches for the window's frames, or None when lip-sync is off or unavailable."""
-    from loom.lipsync.engine import lipsync_segment
+    from loom.settings import get_settings
 
     if not segment.lipsync or segment.id not in prepared.faces:
         return None
-    return lipsync_segment(prepared, segment, insert, storage.join(workdir, f"lipsync-{segment.id}.npz"))
+    out_uri = storage.join(workdir, f"lipsync-{segment.id}.npz")
+    if get_settings().lipsync_backend == "synclabs":
+        from loom.lipsync.synclabs import synclabs_segment
+
+        return synclabs_segment(prepared, segment, insert, out_uri)
+    from loom.lipsync.engine import lipsync_segment
+
+    return lipsync_segment(prepared, segment, insert, out_uri)
 
 
 def draw_visual(prepared: PreparedTemplate, segment: VisualSegment, values: dict[str, str], workdir: str) -> PatchSetRef:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,9 @@ class LoomSettings(BaseSettings):
     )
     wav2lip_checkpoint: str | None = Field(
         default=None, description="Wav2Lip checkpoint (local path or gs://). Lip-sync is skipped without it."
+    )
+    lipsync_backend: Literal["wav2lip", "synclabs"] = Field(
+        default="wav2lip", description="wav2lip (local model) or synclabs (hosted API, SYNC_API_KEY)"
     )
     wav2lip_device: str = Field(default="auto", description="cuda, cpu or auto.")
     wav2lip_batch_size: int = Field(default=32, ge=1, le=1024)

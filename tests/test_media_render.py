@@ -104,6 +104,10 @@ def test_splice_reencodes_exactly_the_span(h264_case: dict) -> None:
     assert report.edited_spans == report.reencoded_spans == [(first, stop)]
     assert report.reencoded_frames == stop - first and report.copied_packets == 75 - (stop - first) and report.frames == 75
     assert decode_errors(report.output_uri) == ""
+    # the spans reuse the parameter sets planted at prepare time: the output's avcC is the working video's
+    with av.open(prepared.working_video_uri) as w, av.open(report.output_uri) as o:
+        assert o.streams.video[0].codec_context.extradata == w.streams.video[0].codec_context.extradata
+        assert o.streams.video[0].codec_context.profile == w.streams.video[0].codec_context.profile
 
 
 def test_frames_outside_edited_gops_are_bit_identical(h264_case: dict) -> None:

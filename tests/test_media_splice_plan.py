@@ -39,3 +39,31 @@ def test_equal_power_fades_keep_constant_power_and_reach_full_insert() -> None:
     g_in, g_orig = equal_power_fades(4800, 960)
     assert np.allclose(g_in**2 + g_orig**2, 1.0, atol=1e-6)
     assert g_in[0] < 0.01 and g_in[-1] < 0.01 and np.all(g_in[960:-960] == 1.0) and np.all(g_orig[960:-960] == 0.0)
+
+
+def test_patches_on_yuv_planes_touch_only_their_pixels() -> None:
+    import av
+
+    from loom.media.overlay import patch_yuv420p, plane_views
+    from loom.media.patches import Patch, apply_patches
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    before = frame.to_ndarray().copy()
+    rgba = np.zeros((30, 41, 4), np.uint8)
+    rgba[..., :3] = (200, 30, 60)
+    rgba[5:25, 5:35, 3] = 255  # opaque core, transparent rim
+    patch = Patch(x=33, y=47, rgba=rgba)
+    patch_yuv420p(*plane_views(frame), [patch])
+    after = frame.to_ndarray()
+    y0, y1 = before[:120].astype(int), after[:120].astype(int)
+    changed = np.argwhere(y0 != y1)
+    assert changed.size and changed[:, 0].min() >= 47 + 5 and changed[:, 0].max() < 47 + 25
+    assert changed[:, 1].min() >= 33 + 5 and changed[:, 1].max() < 33 + 35
+    # the colour under the opaque core matches compositing in RGB and converting with swscale
+    expected = apply_patches(av.VideoFrame.from_ndarray(before, format="yuv420p").to_ndarray(format="rgb24"), [patch])
+    got = frame.to_ndarray(format="rgb24")
+    core = (slice(47 + 7, 47 + 23), slice(33 + 7, 33 + 33))
+    assert np.abs(got[core].astype(int) - expected[core].astype(int)).max() <= 4
+    assert np.abs(got[core].astype(int) - np.array([200, 30, 60])).max() <= 6

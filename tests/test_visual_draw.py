@@ -166,11 +166,13 @@ def _green_box(img: np.ndarray, cx: float, cy: float) -> tuple[float, float, flo
     (the textured scene has greens of its own elsewhere)."""
     x0, y0 = max(0, int(cx - MARK[0] / 2) - 4), max(0, int(cy - MARK[1] / 2) - 4)
     crop = img[y0 : int(cy + MARK[1] / 2) + 5, x0 : int(cx + MARK[0] / 2) + 5].astype(int)
-    g = np.abs(crop - np.array([20, 200, 90])).max(axis=2) < 40
-    ys, xs = np.nonzero(g)
-    if len(xs) < 10:
+    g = (np.abs(crop - np.array([20, 200, 90])).max(axis=2) < 40).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(g)
+    if count < 2:
         return None
-    return x0 + xs.min(), y0 + ys.min(), x0 + xs.max() + 1, y0 + ys.max() + 1
+    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # the logo: the largest green blob
+    x, y, w, h = stats[k, :4]
+    return x0 + x, y0 + y, x0 + x + w, y0 + y + h
 
 
 def test_logo_replaces_the_mark_and_stays_on_it(pan, tmp_path: Path) -> None:
@@ -277,3 +279,24 @@ def test_preview_shows_before_and_after_of_each_segment(scroll, tmp_path: Path) 
     half = img.shape[1] // 2
     lower = img[img.shape[0] // 2 :]
     assert np.abs(lower[:, :half - 4].astype(int) - lower[:, half + 4 : 2 * half].astype(int)).mean() > 0.5
+
+
+def test_name_scrolling_out_of_view_stays_replaced(tmp_path: Path) -> None:
+    """The plate scrolls off the top: while any of it shows, it shows the new name, never the old."""
+    frames, boxes = scrolling_page(n=60, step=3.0)
+    path = write_mp4(tmp_path / "away.mp4", frames)
+    info = probe_video(str(path))
+    seg = box_segment(boxes[0], kind="text", seconds=2.4, id="name")
+    track = track_segment(str(path), info, seg, str(tmp_path / "name.json"))
+    assert not any(track.lost)
+    err = [abs(b[1] - t[1]) for b, t in zip(track.boxes, boxes)]
+    assert max(err) <= 2.0
+    prepared = prepared_for(path, info, [seg], {"name": str(tmp_path / "name.json")})
+    ref = draw_segment(prepared, seg, "Globex", str(tmp_path / "p.npz"))
+    original = decoded(prepared)
+    out = composite(original, ref.uri)
+    last = len(frames) - 1
+    x, y, w, h = boxes[last]  # 60% of the plate is above the frame
+    visible = (slice(0, int(y + h)), slice(int(x), int(x + w)))
+    assert ncc(original[last][visible].mean(axis=2), out[last][visible].mean(axis=2)) < 0.5
+    assert ink_box(out[last], (int(x), 0, int(x + w), int(y + h)), (255, 255, 255)) is not None

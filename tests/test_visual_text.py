@@ -87,3 +87,23 @@ def test_long_name_shrinks_until_it_fits() -> None:
     assert long.size < acme.size
     tiny = fit_line("Bartholomew Christopherson GmbH & Co. KG", 40, 8, 20, chain)
     assert tiny.width <= 40 and tiny.height <= 8 and tiny.scale < 1.0
+
+
+@pytest.mark.parametrize("bold", [False, True])
+@pytest.mark.parametrize("fg,bg", [((30, 40, 120), (255, 255, 255)), ((250, 250, 250), (20, 30, 40))])
+def test_original_text_look_is_measured(bold: bool, fg, bg) -> None:
+    """Weight, colour, baseline and capital height are read off the original text."""
+    from loom.visual.look import sample_text_look
+
+    chain = font_chain()
+    size, baseline = 22, 30
+    img = Image.new("RGB", (220, 44), bg)
+    ImageDraw.Draw(img).text((22, baseline), "Acme Corp", font=load_font(chain[0], size, bold), fill=fg, anchor="ls")
+    original = np.asarray(img)
+    look = sample_text_look(original, np.full_like(original, bg), chain)
+    assert look.found and look.bold is bold
+    assert max(abs(a - b) for a, b in zip(look.color, fg)) <= 25
+    assert look.baseline == baseline and abs(look.cap_height - 0.714 * size) <= 1.0
+    assert look.align == "left"
+    empty = sample_text_look(np.full_like(original, bg), np.full_like(original, bg), chain)
+    assert not empty.found

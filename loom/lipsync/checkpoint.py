@@ -24,8 +24,12 @@ def _shape(value: object) -> str:
     return "x".join(str(d) for d in value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
-def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
-    """The generator's state_dict from a checkpoint file (local or gs://), ``module.`` stripped."""
+def read_state_dict(uri: str, digest: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """The generator's state_dict from a checkpoint file (local or gs://), ``module.`` stripped.
+
+    When ``digest`` is given, the file's SHA-256 is stored in it under ``uri`` while the (possibly
+    downloaded) file is at hand, so a remote checkpoint is fetched once for both.
+    """
     if not storage.exists(uri):
         raise InputError(FIELD, f"no checkpoint at {uri}", "check LOOM_WAV2LIP_CHECKPOINT or --checkpoint")
     with storage.local_path(uri) as path:
@@ -35,6 +39,8 @@ def read_state_dict(uri: str) -> dict[str, torch.Tensor]:
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(FIELD, f"{uri} is not a readable PyTorch checkpoint ({first})", WHERE_TO_GET) from None
+        if digest is not None:
+            digest[uri] = storage.file_digest(str(path))
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict) or not state:
         raise InputError(FIELD, f"{uri} holds no state_dict", WHERE_TO_GET)
@@ -56,10 +62,12 @@ def check_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.T
         raise InputError(FIELD, f"{uri}: unexpected key {extra[0]} (and {len(extra) - 1} more)", WHERE_TO_GET)
 
 
-def load_wav2lip(uri: str, device: str | torch.device = "cpu", half: bool = False) -> Wav2Lip:
+def load_wav2lip(
+    uri: str, device: str | torch.device = "cpu", half: bool = False, digest: dict[str, str] | None = None
+) -> Wav2Lip:
     """A Wav2Lip generator with the checkpoint's weights, in eval mode on ``device``."""
     model = Wav2Lip()
-    state = read_state_dict(uri)
+    state = read_state_dict(uri, digest)
     check_state_dict(state, model.state_dict(), uri)
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)

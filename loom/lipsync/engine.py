@@ -9,10 +9,12 @@ in batches, under ``torch.inference_mode()``, in half precision on CUDA.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from dataclasses import dataclass
 from fractions import Fraction
@@ -95,8 +97,10 @@ def load_model(checkpoint: str, device: str = "auto") -> LipSyncModel:
         model = _models.get(key)
         if model is None:
             started = time.perf_counter()
-            model = load_wav2lip(checkpoint, dev, half=dev.type == "cuda")
+            sha256: dict[str, str] = {}
+            model = load_wav2lip(checkpoint, dev, half=dev.type == "cuda", digest=sha256)
             _models[key] = model
+            _digests.setdefault(checkpoint, sha256[checkpoint][:16])
             log.info("lip-sync: loaded %s on %s in %.1f s", checkpoint, dev, time.perf_counter() - started)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     return LipSyncModel(model=model, device=dev, dtype=dtype, checkpoint=checkpoint)
@@ -135,6 +139,8 @@ def _warn_no_checkpoint() -> None:
 
 T = TypeVar("T")
 _END = object()
+# Blending is OpenCV/numpy work that releases the GIL: a few threads keep up with a GPU.
+_blend_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="lipsync-blend")
 
 
 def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
@@ -211,8 +217,13 @@ def lipsync_frames(
             crops = np.stack([crop_face(f, b) for _, _, f, b in todo])
             mels = mel_windows(mel, [mel_index(i) for _, i, _, _ in todo])
             generated = engine.generate(mels, crops)
-            for (k, _i, f, b), out in zip(todo, generated):
-                patches[k] = blend_mouth(f, b, cv2.cvtColor(out, cv2.COLOR_BGR2RGB), colour_match, sharpen_amount)
+
+            def blend(job: tuple[tuple[int, int, np.ndarray, FaceBox], np.ndarray]) -> Patch | None:
+                (_k, _i, f, b), out = job
+                return blend_mouth(f, b, cv2.cvtColor(out, cv2.COLOR_BGR2RGB), colour_match, sharpen_amount)
+
+            for (k, *_), patch in zip(todo, _blend_pool.map(blend, zip(todo, generated))):
+                patches[k] = patch
         for k, (i, f, _b) in enumerate(pending):
             yield FramePatch(index=i, frame=f, patch=patches.get(k))
         pending.clear()
@@ -294,7 +305,27 @@ class LipSyncClipReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+# Codecs per output container (H.264 + AAC unless the container cannot hold them).
+_VIDEO_CODEC = {".webm": ("libvpx-vp9", {"crf": "24", "b": "0", "deadline": "good", "cpu-used": "4"})}
+_H264 = ("libx264", {"crf": "17", "preset": "medium"})
 _AUDIO_CODEC = {".webm": "libopus", ".ogg": "libopus", ".avi": "mp3"}
+OUTPUT_RATE = 48000
+
+
+def load_output_audio(uri: str, seconds: float) -> np.ndarray:
+    """The audio to mux, float32 ``(channels, samples)`` at 48 kHz (mono or stereo), cut or
+    padded with silence to ``seconds``. Kept apart from the model's 16 kHz copy so the output
+    keeps the recording's full bandwidth."""
+    with storage.local_path(uri) as path, av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        layout = "mono" if stream.codec_context.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
+        parts = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
+        parts += [f.to_ndarray() for f in resampler.resample(None)]
+    channels = 1 if layout == "mono" else 2
+    samples = np.concatenate(parts, axis=1) if parts else np.zeros((channels, 0), np.float32)
+    n = int(round(seconds * OUTPUT_RATE))
+    return np.ascontiguousarray(np.pad(samples, ((0, 0), (0, max(0, n - samples.shape[1]))))[:, :n], dtype=np.float32)
 
 
 def lipsync_clip(video_uri: str, audio_uri: str, out_uri: str, checkpoint: str | None = None) -> str:
@@ -329,14 +360,14 @@ def lipsync_clip_report(video_uri: str, audio_uri: str, out_uri: str, checkpoint
             f"audio lasts {len(speech) / SAMPLE_RATE:.2f} s, video {info.duration:.2f} s: the audio is cut or padded"
         )
     n_speech = int(round(info.duration * SAMPLE_RATE))
-    speech = np.pad(speech, (0, max(0, n_speech - len(speech))))[:n_speech]
-    mel = melspectrogram(speech)
+    mel = melspectrogram(np.pad(speech, (0, max(0, n_speech - len(speech))))[:n_speech])
     with storage.staged_output(out_uri) as staged:
         track_uri = str(Path(staged).with_suffix(".faces.json"))
         track = detect_faces(video_uri, info, 0, info.frame_count, track_uri)
         Path(track_uri).unlink(missing_ok=True)
         warnings += track.warnings
-        patched = _encode_clip(video_uri, staged, engine, track, mel, speech, settings.wav2lip_batch_size)
+        sound = load_output_audio(audio_uri, info.duration)
+        patched = _encode_clip(video_uri, staged, engine, track, mel, sound, settings.wav2lip_batch_size)
     return LipSyncClipReport(
         output_uri=out_uri,
         frames=info.frame_count,
@@ -349,22 +380,23 @@ def lipsync_clip_report(video_uri: str, audio_uri: str, out_uri: str, checkpoint
 
 
 def _encode_clip(
-    video_uri: str, target: Path, engine: LipSyncModel, track: FaceTrack, mel: np.ndarray, speech: np.ndarray, batch: int
+    video_uri: str, target: Path, engine: LipSyncModel, track: FaceTrack, mel: np.ndarray, sound: np.ndarray, batch: int
 ) -> int:
-    """Decode every frame in order, composite its patch, encode H.264 + the speech; frames patched."""
+    """Decode every frame in order, composite its patch, encode it with the sound; frames patched."""
     patched = 0
     with storage.local_path(video_uri) as src_path, av.open(str(src_path)) as src, av.open(str(target), "w") as out:
         vin = src.streams.video[0]
         vin.thread_type = "AUTO"
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
         w, h = vin.codec_context.width, vin.codec_context.height
-        vout = out.add_stream("libx264", rate=rate)
+        codec, options = _VIDEO_CODEC.get(target.suffix.lower(), _H264)
+        vout = out.add_stream(codec, rate=rate)
         vout.width, vout.height = w, h
         vout.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
-        vout.options = {"crf": "17", "preset": "medium"}
+        vout.options = dict(options)
         vout.codec_context.time_base = vin.time_base
-        aout = out.add_stream(_AUDIO_CODEC.get(target.suffix.lower(), "aac"), rate=48000)
-        aout.layout = "mono"
+        aout = out.add_stream(_AUDIO_CODEC.get(target.suffix.lower(), "aac"), rate=OUTPUT_RATE)
+        aout.layout = "mono" if sound.shape[0] == 1 else "stereo"
         start_pts = vin.start_time or 0
         times: dict[int, float] = {}
 
@@ -386,19 +418,19 @@ def _encode_clip(
                 out.mux(packet)
         for packet in vout.encode():
             out.mux(packet)
-        _encode_speech(out, aout, speech)
+        _encode_sound(out, aout, sound)
     return patched
 
 
-def _encode_speech(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, speech: np.ndarray) -> None:
-    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48000)
+def _encode_sound(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, sound: np.ndarray) -> None:
+    layout = stream.layout.name
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=OUTPUT_RATE)
     chunk = 4096
-    for pos in range(0, len(speech), chunk):
-        piece = np.ascontiguousarray(speech[pos : pos + chunk], dtype=np.float32).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
+    for pos in range(0, sound.shape[1], chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, pos : pos + chunk]), format="fltp", layout=layout)
+        frame.sample_rate = OUTPUT_RATE
         frame.pts = pos
-        frame.time_base = Fraction(1, SAMPLE_RATE)
+        frame.time_base = Fraction(1, OUTPUT_RATE)
         for f in resampler.resample(frame):
             for packet in stream.encode(f):
                 out.mux(packet)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import av
 from pydantic import BaseModel, Field
 
 from loom import storage
 from loom.errors import InputError
+
+if TYPE_CHECKING:  # av is imported where a video is opened: importing the models stays cheap
+    import av
 
 
 class VideoInfo(BaseModel):
@@ -61,6 +64,8 @@ def frame_span(start: float, end: float, fps: Fraction, frame_count: int | None 
 
 def _rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
     """Display rotation in degrees (counter-clockwise), read from the first decoded frame's display matrix."""
+    import av
+
     tag = stream.metadata.get("rotate")
     if tag and tag.lstrip("-").isdigit():
         return int(tag) % 360
@@ -75,6 +80,8 @@ def _rotation(container: av.container.InputContainer, stream: av.video.stream.Vi
 
 def probe_video(uri: str) -> VideoInfo:
     """Probe a recording. Reads every packet header once (no decoding) for keyframes and timing."""
+    import av
+
     with storage.local_path(uri) as path:
         try:
             container = av.open(str(path))

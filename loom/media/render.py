@@ -1,11 +1,14 @@
 """One recipient's video: the working video's packets, with only the edited GOPs re-encoded (smart cut).
 
-For each union of patch-set frame ranges the renderer re-encodes from the IDR keyframe before the
-span to one frame before the IDR keyframe after it, decoding only those frames, and copies every
-other packet unchanged. The spans are encoded with the kept stream's profile, level, pixel format,
-colour tags and frame rate; when their SPS/PPS differ from the stream's, they use their own
-parameter-set id, added to the avcC record beside the stream's own. The audio is mixed once and
-encoded once to AAC. If a splice is impossible, the whole video is re-encoded and the reason logged.
+For each union of patch-set frame ranges the renderer re-encodes from the IDR picture at or before
+the span to one frame before the IDR at or after its end, decoding only those frames, and copies
+every other packet unchanged. Prepare puts IDR pictures on every cut frame (mezzanine or planted
+keyframes), so in practice exactly the span is re-encoded and recipients share all other packets.
+The spans are encoded with the stream's profile, level, pixel format, colour tags, aspect and frame
+rate, closed GOPs without B-frames; when their SPS/PPS differ from the stream's they carry their
+own parameter-set id, added to the avcC record beside the stream's own. The audio is the
+template's AAC track with only the voice windows re-encoded (``loom.media.aac``). If a splice is
+impossible the whole video is re-encoded once, and the reason logged and reported.
 """
 
 from __future__ import annotations
@@ -127,39 +130,17 @@ def load_patches(patch_sets: list[PatchSetRef]) -> tuple[dict[int, list], list[t
 def patch_frame(frame, patches: list):  # noqa: ANN001, ANN201
     """The frame with patches composited; pixels outside the patch boxes are the decoded original's."""
     import av
-    import numpy as np
 
+    from loom.media.overlay import patch_yuv420p, plane_views
     from loom.media.patches import apply_patches
 
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        full = int(frame.color_range or 0) == 2  # AVCOL_RANGE_JPEG
+        patch_yuv420p(*plane_views(frame), patches, frame.colorspace, full)
+        return frame
     rgb = frame.to_ndarray(format="rgb24")
     apply_patches(rgb, patches)
-    fmt = frame.format.name
-    new = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-        format=fmt, dst_colorspace=frame.colorspace, dst_color_range=frame.color_range
-    )
-    if fmt != "yuv420p":
-        return new
-    w, h = frame.width, frame.height
-    orig = frame.to_ndarray()
-    made = new.to_ndarray()
-    out = orig.copy()
-    y_orig, y_new = out[:h], made[:h]
-    u_out = out[h : h + h // 4].reshape(h // 2, w // 2)
-    v_out = out[h + h // 4 :].reshape(h // 2, w // 2)
-    u_new = made[h : h + h // 4].reshape(h // 2, w // 2)
-    v_new = made[h + h // 4 :].reshape(h // 2, w // 2)
-    for p in patches:
-        ph, pw = p.rgba.shape[:2]
-        x0, y0 = max(0, p.x) & ~1, max(0, p.y) & ~1
-        x1, y1 = min(w, p.x + pw + 1) & ~1, min(h, p.y + ph + 1) & ~1
-        if x1 <= x0 or y1 <= y0:
-            continue
-        y_orig[y0:y1, x0:x1] = y_new[y0:y1, x0:x1]
-        u_out[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = u_new[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
-        v_out[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = v_new[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
-    result = av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="yuv420p")
-    result.colorspace, result.color_range = frame.colorspace, frame.color_range
-    return result
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=frame.format.name)
 
 
 def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, list]) -> Iterator:
@@ -179,20 +160,28 @@ def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, lis
 
 
 def _interleave(video: Iterator, audio: Iterator) -> Iterator:
-    """Merge two packet streams by decode time (each already in order)."""
+    """Merge two packet streams by decode time (each already in order, each on one time base)."""
+    scale: dict[int, float] = {}
 
     def key(packet) -> float:  # noqa: ANN001
         ts = packet.dts if packet.dts is not None else packet.pts
-        return float((ts or 0) * packet.time_base)
+        index = packet.stream.index
+        if index not in scale:
+            scale[index] = float(packet.time_base)
+        return (ts or 0) * scale[index]
 
     v, a = next(video, None), next(audio, None)
+    kv = key(v) if v is not None else 0.0
+    ka = key(a) if a is not None else 0.0
     while v is not None or a is not None:
-        if a is None or (v is not None and key(v) <= key(a)):
+        if a is None or (v is not None and kv <= ka):
             yield v
             v = next(video, None)
+            kv = key(v) if v is not None else 0.0
         else:
             yield a
             a = next(audio, None)
+            ka = key(a) if a is not None else 0.0
 
 
 # ---------------------------------------------------------------- splice
@@ -295,6 +284,8 @@ def splice_video(
         region_of = {d: region for region in regions for d in range(*region)}
 
         tb = vin.time_base
+        # The audio track starts with the first frame: a stream that starts later is moved to 0.
+        shift = max(0, min(index.pts))
         counts = {"copied": 0, "frames": 0}
         source.seek(0)
         with av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
@@ -311,6 +302,8 @@ def splice_video(
                         continue
                     region = region_of.get(index.display_of_pts[packet.pts])
                     if region is None:
+                        if shift:
+                            packet.pts, packet.dts = packet.pts - shift, packet.dts - shift if packet.dts is not None else None
                         packet.stream = vout
                         counts["copied"] += 1
                         counts["frames"] += 1
@@ -327,7 +320,7 @@ def splice_video(
                     duration = sorted(index.duration[i] for i in positions)[len(positions) // 2]
                     for k, (payload, is_idr) in enumerate(encoded[region[0]]):
                         new = av.Packet(payload)
-                        new.pts, new.dts = pts_sorted[k], min(dts_sorted[k], pts_sorted[k])
+                        new.pts, new.dts = pts_sorted[k] - shift, min(dts_sorted[k], pts_sorted[k]) - shift
                         new.duration = duration
                         new.time_base = tb
                         new.is_keyframe = is_idr
@@ -394,6 +387,8 @@ def render_recipient(
     prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str
 ) -> RenderReport:
     """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once."""
+    import av
+
     from loom.media.aac import recipient_audio
 
     started = time.perf_counter()
@@ -409,6 +404,9 @@ def render_recipient(
                                                   result.regions)
         except SpliceImpossible as exc:
             reason = str(exc)
+        except av.error.FFmpegError as exc:  # a muxer or codec refusing the splice: still make the video
+            reason = f"splice failed: {exc}"
+        if reason is not None:
             log.warning("full re-encode of %s: %s", out_uri, reason)
             frames = _full(prepared, inserts, patches, str(target))
             mode, reencoded, copied, regions = "full", frames, 0, [(0, frames)]

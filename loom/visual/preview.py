@@ -30,7 +30,8 @@ def _thumb(frame: np.ndarray | None, width: int, height: int) -> np.ndarray:
         out = np.full((height, width, 3), 40, np.uint8)
         cv2.line(out, (0, 0), (width - 1, height - 1), (200, 60, 60), 2)
         return out
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    shrink = width < frame.shape[1]
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _segments(prepared: PreparedTemplate) -> list[tuple[str, str, int, tuple[float, float, float, float] | None]]:
@@ -53,7 +54,7 @@ def _segments(prepared: PreparedTemplate) -> list[tuple[str, str, int, tuple[flo
 def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri: str) -> str:
     """Write a PNG with, per segment, the original and the output frame side by side; return its URI."""
     vw, vh = prepared.video.width, prepared.video.height
-    tw = min(THUMB_WIDTH, vw)
+    tw = THUMB_WIDTH
     th = max(1, int(round(vh * tw / vw)))
     sx = tw / vw
     rows = _segments(prepared) or [("video", "whole", prepared.video.frame_count // 2, None)]
@@ -67,7 +68,7 @@ def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri:
         seconds = index / float(prepared.video.frame_rate)
         for col, (label, uri) in enumerate((("before", prepared.working_video_uri), ("after", output_video_uri))):
             thumb = _thumb(_frame_at(uri, index), tw, th)
-            if box is not None:
+            if box is not None and label == "before":  # outline only the original: the edit should not show
                 x, by, w, h = (v * sx for v in box)
                 cv2.rectangle(thumb, (int(x) - 2, int(by) - 2), (int(x + w) + 2, int(by + h) + 2), (255, 200, 0), 1)
             x0 = GAP + col * (tw + GAP)

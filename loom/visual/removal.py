@@ -8,6 +8,7 @@ surroundings (camera footage, photos) go to OpenCV's inpainting instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -16,6 +17,16 @@ import numpy as np
 FLAT_RESIDUAL = 6.0  # RMS (0-255) of the ring around a smooth-surface fit; above it, inpaint
 INLIER_SHARE = 0.6  # share of the ring that must lie on the fitted surface
 INPAINT_MAX_PIXELS = 12_000  # larger crops are inpainted at a reduced size
+
+# Removal reaches this share of the box's smaller side beyond it: text boxes are usually drawn
+# with room around the text; a logo's box is often drawn tight around the mark.
+TEXT_PAD = 0.04
+IMAGE_PAD = 0.1
+# The background surface is fitted to the 2 px just outside the removal mask: the pixels that
+# must join up with the fill, and the least likely to reach a plate's border or a neighbour.
+FIT_RING = 2
+
+Box = tuple[float, float, float, float]
 
 
 @dataclass
@@ -108,3 +119,100 @@ def remove_content(crop: np.ndarray, mask: np.ndarray, ring_width: int = 3, seed
     if flat is not None:
         return flat
     return Removal(inpaint(crop, mask), "inpaint", FLAT_RESIDUAL)
+
+
+@dataclass
+class Geometry:
+    """Where one frame's patch goes: the removal mask and the crop around it, in frame pixels."""
+
+    crop: tuple[int, int, int, int]  # x0, y0, x1, y1
+    mask: tuple[int, int, int, int]
+    ring: int
+
+
+def geometry(
+    box: Box, base: Box, frame_w: int, frame_h: int, pad_ratio: float = 0.04, motion: tuple[float, float] = (0.0, 0.0)
+) -> Geometry:
+    """The removal mask (the box plus a pad for anti-aliased edges, and ``motion`` px more along
+    each axis for motion blur, which smears the old content along the motion) and the crop
+    holding the ring around it."""
+    x, y, w, h = box
+    scale = math.sqrt(max(w, 1e-3) * max(h, 1e-3) / (max(base[2], 1e-3) * max(base[3], 1e-3)))
+    pad = max(1.5, pad_ratio * min(base[2], base[3]) * scale)
+    pad_x = pad + abs(motion[0])
+    pad_y = pad + abs(motion[1])
+    ring = max(3, int(round(0.2 * min(base[2], base[3]) * scale)))
+    mx0 = max(0, int(math.floor(x - pad_x)))
+    my0 = max(0, int(math.floor(y - pad_y)))
+    mx1 = min(frame_w, int(math.ceil(x + w + pad_x)))
+    my1 = min(frame_h, int(math.ceil(y + h + pad_y)))
+    crop = (max(0, mx0 - ring), max(0, my0 - ring), min(frame_w, mx1 + ring), min(frame_h, my1 + ring))
+    return Geometry(crop, (mx0, my0, mx1, my1), ring)
+
+
+def mask_in_crop(g: Geometry) -> np.ndarray:
+    cx0, cy0, cx1, cy1 = g.crop
+    mx0, my0, mx1, my1 = g.mask
+    mask = np.zeros((cy1 - cy0, cx1 - cx0), bool)
+    mask[my0 - cy0 : my1 - cy0, mx0 - cx0 : mx1 - cx0] = True
+    return mask
+
+
+class BoxCleaner:
+    """Removes the original content from the box on each frame.
+
+    Flat or gradient surroundings are refitted on every frame (cheap, and it follows lighting).
+    Textured ones are inpainted once, on the first frame, into a clean plate that then moves and
+    scales with the box (the surface under a planted mark moves with it), with each frame's
+    brightness offset measured on the ring around the box: steady, and a fraction of the cost.
+    """
+
+    def __init__(
+        self,
+        first_frame: np.ndarray,
+        base: Box,
+        background: tuple[int, int, int] | None = None,
+        pad_ratio: float = TEXT_PAD,
+        motion: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        self.first_frame = first_frame
+        self.base = base
+        self.background = background
+        # The plate's own mask must reach as far as any frame's (its pad and largest blur pad):
+        # beyond it the plate holds the first frame's pixels, edges of the old content included.
+        self.pad_ratio = pad_ratio
+        self.motion = motion
+        self._plate: tuple[np.ndarray, np.ndarray, tuple[int, int]] | None = None
+
+    def _clean_plate(self) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        if self._plate is None:
+            fh, fw = self.first_frame.shape[:2]
+            g = geometry(self.base, self.base, fw, fh, self.pad_ratio, self.motion)
+            cx0, cy0, cx1, cy1 = g.crop
+            crop = self.first_frame[cy0:cy1, cx0:cx1]
+            plate = inpaint(crop, mask_in_crop(g))
+            self._plate = (crop.astype(np.float32), plate.astype(np.float32), (cx0, cy0))
+        return self._plate
+
+    def clean(self, crop: np.ndarray, mask: np.ndarray, box: Box, crop_xy: tuple[int, int], ring: int, seed: int) -> tuple[np.ndarray, str]:
+        if self.background is not None:
+            out = crop.copy()
+            out[mask] = self.background
+            return out, "style"
+        flat = fit_surface(crop, mask, ring, seed)
+        if flat is not None:
+            return flat.image, flat.method
+        original, plate, (ox, oy) = self._clean_plate()
+        x, y, w, h = box
+        sx, sy = w / self.base[2], h / self.base[3]
+        m = np.float32(
+            [[sx, 0, x - crop_xy[0] + sx * (ox - self.base[0])], [0, sy, y - crop_xy[1] + sy * (oy - self.base[1])]]
+        )
+        size = (crop.shape[1], crop.shape[0])
+        plate_w = cv2.warpAffine(plate, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        orig_w = cv2.warpAffine(original, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        around = ring_mask(mask, max(2, ring))
+        offset = np.median(crop[around].astype(np.float32) - orig_w[around], axis=0) if around.any() else 0.0
+        out = crop.copy()
+        out[mask] = np.clip(plate_w[mask] + offset + 0.5, 0, 255).astype(np.uint8)
+        return out, "plate"

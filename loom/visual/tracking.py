@@ -26,6 +26,8 @@ from loom.template import VisualSegment
 STATIC_MEAN_DIFF = 4.0  # mean |difference| (0-255) of the box region under which it has not moved
 ANCHOR_SCORE = 0.65  # colour template match score that re-anchors the box on the first appearance
 ACQUIRE_SCORE = 0.75  # a match found by searching the whole frame must be this good to be believed
+EXTRAPOLATED_CONFIDENCE = 0.5  # a box carried on by its motion as it leaves the frame
+LEAVING_SHARE = 0.25  # once this share of a box is out of frame, its motion carries it on
 LOST_SCORE = 0.4  # below it (and no trusted tracker answer) the frame is flagged
 CUT_CORRELATION = 0.4  # consecutive thumbnails correlating less than this mark a scene cut
 SMOOTH_WINDOW = 7
@@ -125,8 +127,10 @@ class _Anchor:
         th = max(4, int(round(self.template.shape[0] * s)))
         return cv2.resize(self.template, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
-    def search(self, image: np.ndarray, center: tuple[float, float], scale: float, reach: float) -> tuple[float, Box | None, float]:
-        """Best (score, box, scale) with the box's centre within ``reach`` px of ``center``.
+    def search(
+        self, image: np.ndarray, center: tuple[float, float], scale: float, reach: tuple[float, float]
+    ) -> tuple[float, Box | None, float]:
+        """Best (score, box, scale) with the box's centre within ``reach`` (x, y) px of ``center``.
 
         The box may hang up to half outside the frame (a name scrolling away): the search window
         is padded by repeating the frame's edge, so the visible part can still match.
@@ -143,10 +147,10 @@ class _Anchor:
                 continue
             cx = min(max(center[0], 0.0), float(fw))
             cy = min(max(center[1], 0.0), float(fh))
-            x0 = int(math.floor(cx - tw / 2 - reach))
-            y0 = int(math.floor(cy - th / 2 - reach))
-            x1 = int(math.ceil(cx + tw / 2 + reach))
-            y1 = int(math.ceil(cy + th / 2 + reach))
+            x0 = int(math.floor(cx - tw / 2 - reach[0]))
+            y0 = int(math.floor(cy - th / 2 - reach[1]))
+            x1 = int(math.ceil(cx + tw / 2 + reach[0]))
+            y1 = int(math.ceil(cy + th / 2 + reach[1]))
             x0, y0 = max(x0, -(tw // 2)), max(y0, -(th // 2))
             x1, y1 = min(x1, fw + tw // 2), min(y1, fh + th // 2)
             inner = image[max(0, y0) : min(fh, y1), max(0, x0) : min(fw, x1)]
@@ -184,12 +188,16 @@ class _Anchor:
         scores = np.nan_to_num(scores, nan=-1.0, posinf=-1.0, neginf=-1.0)
         _, _, _, (px, py) = cv2.minMaxLoc(scores)
         centre = ((px + tpl.shape[1] / 2) / f, (py + tpl.shape[0] / 2) / f)
-        return self.search(image, centre, scale, 2.0 / f + 2)
+        return self.search(image, centre, scale, (2.0 / f + 2, 2.0 / f + 2))
 
 
 def _csrt() -> cv2.Tracker:
-    maker = getattr(cv2, "TrackerCSRT_create", None) or getattr(cv2.TrackerCSRT, "create")
-    return maker()
+    """CSRT with 17 scale steps instead of 33: the box's scale comes from the template search,
+    and this halves CSRT's cost."""
+    params = cv2.TrackerCSRT_Params()
+    params.number_of_scales = 17
+    maker = getattr(cv2, "TrackerCSRT_create", None) or cv2.TrackerCSRT.create
+    return maker(params)
 
 
 def _int_box(box: Box, fw: int, fh: int) -> tuple[int, int, int, int]:
@@ -245,20 +253,27 @@ class BoxFollower:
 
     def _follow(self, frame: np.ndarray, gray: np.ndarray, cut: bool) -> tuple[Box, float, bool]:
         predicted = (self.box[0] + self.velocity[0], self.box[1] + self.velocity[1], self.box[2], self.box[3])
+        if not cut and self._leaving(predicted) and self._outside_share(predicted) > LEAVING_SHARE:
+            # matching what is left in view is biased towards the frame: the motion is more exact
+            if self.tracker is not None:
+                self.tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            return self._extrapolate(predicted)
         tracked: Box | None = None
         if self.tracker is not None and not cut:
             ok, raw = self.tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             if ok:
                 tracked = tuple(float(v) for v in raw)  # type: ignore[assignment]
-        reach = max(self.box[2], self.box[3]) * 0.6 + 8
+        # CSRT's answer is usually within a fraction of the box; the motion prediction less so
+        near = (0.3 * self.box[2] + 8, 0.3 * self.box[3] + 8)
+        wide = (0.6 * self.box[2] + 8 + abs(self.velocity[0]), 0.6 * self.box[3] + 8 + abs(self.velocity[1]))
         if cut:
             score, matched, scale = self._search_everywhere(frame)
         else:
             centre = _centre(tracked) if tracked is not None else _centre(predicted)
-            score, matched, scale = self.anchor.search(frame, centre, self.scale, reach)
+            score, matched, scale = self.anchor.search(frame, centre, self.scale, near if tracked is not None else wide)
             if score < ANCHOR_SCORE and tracked is not None:
                 # the tracker may be the one that is wrong: look around the motion prediction too
-                alt = self.anchor.search(frame, _centre(predicted), self.scale, reach)
+                alt = self.anchor.search(frame, _centre(predicted), self.scale, wide)
                 if alt[0] > score:
                     score, matched, scale = alt
             if score < ANCHOR_SCORE and (tracked is None or score < LOST_SCORE):
@@ -275,7 +290,30 @@ class BoxFollower:
             return self._accept(tracked, 0.6, self.scale)  # nothing to anchor on (flat box): trust CSRT
         if tracked is not None and score >= LOST_SCORE:
             return self._accept(tracked, score, self.scale)
+        if self._leaving(predicted):
+            return self._extrapolate(predicted)
         return predicted, max(0.0, score), True
+
+    def _extrapolate(self, predicted: Box) -> tuple[Box, float, bool]:
+        """Too little of the box is left in view to match, but it was moving out steadily: keep
+        it moving (a name scrolling away must not flash back to the placeholder)."""
+        self.box = predicted
+        return predicted, EXTRAPOLATED_CONFIDENCE, False
+
+    def _outside_share(self, box: Box) -> float:
+        x, y, w, h = box
+        inside_w = max(0.0, min(x + w, self.fw) - max(x, 0.0))
+        inside_h = max(0.0, min(y + h, self.fh) - max(y, 0.0))
+        return 1.0 - inside_w * inside_h / max(w * h, 1e-6)
+
+    def _leaving(self, box: Box) -> bool:
+        """Whether ``box`` hangs over a frame edge that the box is moving towards, with some of it
+        still in view."""
+        x, y, w, h = box
+        vx, vy = self.velocity
+        if x + w <= 0 or y + h <= 0 or x >= self.fw or y >= self.fh:
+            return False
+        return (x < 0 and vx < 0) or (y < 0 and vy < 0) or (x + w > self.fw and vx > 0) or (y + h > self.fh and vy > 0)
 
     def _search_everywhere(self, frame: np.ndarray) -> tuple[float, Box | None, float]:
         """A whole-frame search; with so many places to look, a weak best match is likely chance."""

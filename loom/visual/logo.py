@@ -1,0 +1,63 @@
+"""Logos: read from a local path, gs:// or https://, and fitted into the box keeping their aspect."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from loom import storage
+from loom.errors import InputError
+from loom.template import VisualSegment
+from loom.visual.content import Content, base_canvas
+from loom.visual.removal import Box
+
+
+def load_logo(value: str, field: str) -> np.ndarray:
+    """The logo at ``value`` (path, gs:// or https://) as RGBA uint8; InputError if unusable."""
+    fix = "give a PNG or JPEG as a local path, gs:// or https:// URI"
+    if not value or not value.strip():
+        raise InputError(field, "logo is empty", fix)
+    try:
+        data = storage.read_bytes(value.strip())
+    except Exception as exc:  # any failure to fetch a user-given URI is bad input for that row
+        raise InputError(field, f"cannot read logo {value!r} ({type(exc).__name__})", fix) from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgba = np.asarray(img.convert("RGBA"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise InputError(field, f"logo {value!r} is not an image that can be read", fix) from None
+    if rgba.shape[0] < 1 or rgba.shape[1] < 1:
+        raise InputError(field, f"logo {value!r} is empty", fix)
+    return rgba
+
+
+def logo_content(logo: np.ndarray, segment: VisualSegment, base: Box) -> Content:
+    """The logo (RGBA) fitted into the base box (keeping its aspect), its edges feathered."""
+    bw, bh = base_canvas(base)
+    pad = max(1.0, 0.04 * min(bw, bh))
+    lh, lw = logo.shape[:2]
+    if segment.image_fit == "cover":
+        scale = max(bw / lw, bh / lh)
+    else:
+        scale = min((bw - 2 * pad) / lw, (bh - 2 * pad) / lh)
+    tw, th = max(1, int(round(lw * scale))), max(1, int(round(lh * scale)))
+    rgba = logo.astype(np.float32) / 255.0
+    premult = np.concatenate([rgba[..., :3] * rgba[..., 3:4], rgba[..., 3:4]], axis=2)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = np.clip(cv2.resize(premult, (tw, th), interpolation=interp), 0.0, 1.0)
+    # Feather the image's own edges (a JPEG is a hard rectangle otherwise).
+    feather = max(1.0, 0.03 * min(tw, th))
+    yy = np.minimum(np.arange(th), np.arange(th)[::-1]).astype(np.float32) + 0.5
+    xx = np.minimum(np.arange(tw), np.arange(tw)[::-1]).astype(np.float32) + 0.5
+    ramp = np.minimum(np.clip(yy / feather, 0, 1)[:, None], np.clip(xx / feather, 0, 1)[None, :])
+    resized *= ramp[..., None]
+    left, top = (bw - tw) / 2, (bh - th) / 2
+    m = np.float32([[1, 0, left], [0, 1, top]])
+    placed = cv2.warpAffine(resized, m, (bw, bh), flags=cv2.INTER_LINEAR, borderValue=0)
+    info = {"logo_size": [lw, lh], "placed": [round(left, 2), round(top, 2), tw, th], "fit": segment.image_fit}
+    return Content(placed[..., :3].copy(), placed[..., 3].copy(), info)

@@ -1,0 +1,107 @@
+"""End to end through the ``loom up`` stack: a Prefect server, process pools ``cpu`` and ``gpu``,
+the deployments of prefect.yaml and one worker per pool; runs are created through the REST API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
+    api,
+    artifacts_of,
+    child_flow_runs,
+    deployment_id,
+    fake_elevenlabs,
+    prefect_stack,
+    read_manifest,
+    wait_for_run,
+    write_sheet,
+    write_template,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _store_template(stack, template_path: Path, template_id: str) -> str:  # noqa: ANN001
+    """Save the template under the stack's LOOM_HOME so runs can name it by id."""
+    data = json.loads(template_path.read_text())
+    data["id"] = template_id
+    data["base_video_path"] = str(template_path.parent / data["base_video_path"])
+    target = Path(stack.env["LOOM_HOME"]) / "templates" / f"{template_id}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data))
+    return template_id
+
+
+def test_recipient_run_through_rest_makes_a_video_and_sends_lipsync_to_the_gpu_pool(prefect_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    template = write_template(tmp_path / "tpl")
+    output = tmp_path / "out" / "ada.mp4"
+    with api(prefect_stack) as client:
+        dep = deployment_id(client, "personalize-recipient", "personalize-recipient")
+        resp = client.post(
+            f"/deployments/{dep}/create_flow_run",
+            json={
+                "parameters": {"template": str(template), "data": {"client_name": "Ada", "company_name": "Acme"}, "output": str(output)},
+                # a GPU pool configured for this run: lip-sync becomes a run of the wav2lip deployment
+                "job_variables": {"env": {"LOOM_GPU_POOL": "gpu"}},
+            },
+        )
+        assert resp.status_code == 201, resp.text
+        run = wait_for_run(client, resp.json()["id"])
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        assert output.is_file() and output.stat().st_size > 1000
+
+        links = [a for a in artifacts_of(client, [run["id"]]) if (a["key"] or "").startswith("video-")]
+        assert len(links) == 1 and output.resolve().as_uri() in links[0]["data"]
+
+        children = child_flow_runs(client, run["id"])
+        wav2lip = [c for c in children if c["deployment_id"] == deployment_id(client, "wav2lip", "wav2lip")]
+        assert len(wav2lip) == 1
+        assert wav2lip[0]["work_pool_name"] == "gpu" and wav2lip[0]["state"]["type"] == "COMPLETED"
+
+
+def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, fake_elevenlabs, tmp_path: Path) -> None:  # noqa: ANN001
+    template_id = _store_template(prefect_stack, write_template(tmp_path / "tpl"), "e2ecampaign")
+    rows = [
+        {"client_name": "Ada", "company_name": "Acme"},
+        {"client_name": "Grace", "company_name": "Hopper Labs"},
+        {"client_name": "Alan"},  # row 3: no company
+        {"client_name": "Edsger", "company_name": "Dijkstra & Co"},
+        {"client_name": "Barbara", "company_name": "Liskov Systems"},
+    ]
+    sheet = write_sheet(tmp_path / "sheet.csv", rows, ["client_name", "company_name"])
+    out = tmp_path / "out"
+    params = {"template": template_id, "sheet": str(sheet), "output_dir": str(out), "concurrency": 1}
+    # The first speech request fails for good: row 1 fails, the campaign goes on.
+    fake_elevenlabs.fail_next(
+        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}}, path_contains="text-to-speech"
+    )
+    with api(prefect_stack) as client:
+        dep = deployment_id(client, "campaign", "campaign")
+        first = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
+        deadline = time.monotonic() + 180
+        while not list(out.glob("*.mp4")):
+            assert time.monotonic() < deadline, "the campaign made no video"
+            time.sleep(0.2)
+        prefect_stack.kill("worker-cpu")  # the worker and the campaign run it started die mid-campaign
+        made_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+        assert 1 <= len(made_before) < 4, "the kill came too late to test a resume"
+        assert client.get(f"/flow_runs/{first['id']}").json()["state"]["type"] == "RUNNING"
+
+        prefect_stack.start_worker("cpu")
+        second = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
+        run = wait_for_run(client, second["id"])
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+
+    videos = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    print("DEBUG", made_before, (out / "manifest.csv").read_text(), sorted(p.name for p in out.iterdir()))
+    assert len(videos) == 4  # one per valid row, no duplicates
+    for name, mtime in made_before.items():
+        assert videos[name] == mtime  # made once, not again
+    by_row = {int(r["row"]): r for r in read_manifest(out / "manifest.csv")}
+    assert by_row[3]["status"] == "invalid" and "company_name" in by_row[3]["error"]
+    assert sum(r["status"] == "skipped" for r in by_row.values()) == len(made_before)
+    assert all(r["status"] in ("done", "skipped") for n, r in by_row.items() if n != 3)

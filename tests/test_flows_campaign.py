@@ -1,0 +1,102 @@
+"""The campaign flow against a real Prefect server: bad rows and failed recipients never stop the
+others, the manifest says what and why, and an unchanged re-run makes nothing and asks for no speech."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
+    API_KEY,
+    api,
+    artifacts_of,
+    fake_elevenlabs,
+    prefect_stack,
+    read_manifest,
+    speech_requests,
+    use_stack,
+    write_sheet,
+    write_template,
+)
+
+ROWS = [
+    {"client_name": "Ada", "company_name": "Acme"},
+    {"client_name": "Grace", "company_name": "Hopper Labs"},
+    {"client_name": "Alan", "company_name": ""},  # row 3: missing its company
+    {"client_name": "Edsger", "company_name": "Dijkstra & Co"},
+    {"client_name": "Barbara", "company_name": "Liskov Systems"},
+]
+
+
+@pytest.fixture
+def cloned_voice(monkeypatch: pytest.MonkeyPatch, fake_elevenlabs):  # noqa: ANN001, ANN201
+    """Speech from the fake ElevenLabs (so requests can be counted and made to fail)."""
+    monkeypatch.setenv("ELEVENLABS_API_KEY", API_KEY)
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake_elevenlabs.base_url)
+    monkeypatch.setenv("ELEVENLABS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("ELEVENLABS_MAX_BACKOFF_S", "1")
+    return fake_elevenlabs
+
+
+def _campaign(template: Path, sheet: Path, out: Path, concurrency: int = 2):  # noqa: ANN202
+    from flows.campaign import campaign
+
+    state = campaign(str(template), str(sheet), str(out), concurrency=concurrency, return_state=True)
+    assert state.is_completed(), state
+    return state.result(), str(state.state_details.flow_run_id)
+
+
+def test_bad_row_is_reported_and_the_others_are_made_then_a_rerun_makes_nothing(
+    loom_home: Path, use_stack, cloned_voice, tmp_path: Path  # noqa: ANN001
+) -> None:
+    template = write_template(tmp_path / "tpl")
+    sheet = write_sheet(tmp_path / "sheet.csv", ROWS)
+    out = tmp_path / "out"
+    result, run_id = _campaign(template, sheet, out)
+
+    videos = sorted(out.glob("*.mp4"))
+    assert len(videos) == 4
+    manifest = read_manifest(out / "manifest.csv")
+    assert result.manifest_uri == str(out / "manifest.csv")
+    by_row = {int(r["row"]): r for r in manifest}
+    assert set(by_row) == {1, 2, 3, 4, 5}
+    assert by_row[3]["status"] == "invalid" and "company_name" in by_row[3]["error"] and "row 3" in by_row[3]["error"]
+    for n in (1, 2, 4, 5):
+        assert by_row[n]["status"] == "done" and Path(by_row[n]["output_uri"]).is_file() and by_row[n]["error"] == ""
+        assert float(by_row[n]["seconds"]) > 0 and by_row[n]["row_key"]
+    assert {by_row[n]["recipient"] for n in (1, 2, 4, 5)} == {"Ada", "Grace", "Edsger", "Barbara"}
+    assert result.counts == {"done": 4, "invalid": 1}
+
+    with api(use_stack) as client:
+        artifacts = {a["key"]: a for a in artifacts_of(client, [run_id]) if a["key"]}
+    assert artifacts["campaign-progress"]["data"] == 100.0
+    assert "company_name" in str(artifacts["campaign-manifest"]["data"])
+
+    # unchanged re-run: every made row is skipped, nothing is re-made, no speech is requested
+    requests_before = speech_requests(cloned_voice)
+    mtimes = {v: v.stat().st_mtime_ns for v in videos}
+    rerun, _ = _campaign(template, sheet, out)
+    assert rerun.counts == {"skipped": 4, "invalid": 1}
+    assert speech_requests(cloned_voice) == requests_before
+    assert {v: v.stat().st_mtime_ns for v in sorted(out.glob("*.mp4"))} == mtimes
+
+
+def test_a_failing_voice_request_fails_only_its_recipient(loom_home: Path, use_stack, cloned_voice, tmp_path: Path) -> None:  # noqa: ANN001
+    template = write_template(tmp_path / "tpl")
+    sheet = write_sheet(tmp_path / "sheet.csv", [ROWS[0], ROWS[1], ROWS[3]])
+    out = tmp_path / "out"
+    # The first speech request is refused for good (quota): with one recipient at a time that is row 1's.
+    cloned_voice.fail_next(
+        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}}, path_contains="text-to-speech"
+    )
+    result, _ = _campaign(template, sheet, out, concurrency=1)
+    by_row = {int(r["row"]): r for r in read_manifest(out / "manifest.csv")}
+    assert by_row[1]["status"] == "failed" and "quota" in by_row[1]["error"].lower()
+    assert by_row[2]["status"] == by_row[3]["status"] == "done"
+    assert len(list(out.glob("*.mp4"))) == 2
+    assert result.counts == {"done": 2, "failed": 1}
+
+    # a re-run retries only the failed row
+    again, _ = _campaign(template, sheet, out, concurrency=1)
+    assert again.counts == {"done": 1, "skipped": 2}
