@@ -93,6 +93,7 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory, fake_elevenlabs: Fak
         "PREFECT_HOME": str(root / "prefect-home"),
         "LOOM_HOME": str(root / "loom-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",  # workers pick runs up within 2 s, not 10
         "ELEVENLABS_API_KEY": API_KEY,
         "ELEVENLABS_BASE_URL": fake_elevenlabs.base_url,
         "ELEVENLABS_MAX_ATTEMPTS": "2",

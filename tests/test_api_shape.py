@@ -258,3 +258,36 @@ def test_secrets_are_scrubbed_from_errors(monkeypatch: pytest.MonkeyPatch, home:
         monkeypatch.undo()
         reload_settings()
     assert "sk_live" not in text and OTHER_KEY not in text and SECRET not in text and text.count("***") == 3
+
+
+def test_loom_serve_runs_this_app(home: Path) -> None:
+    """`loom serve --port P` serves the API: docs open, requests without a key are refused."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _closed_port()
+    env = {**os.environ, "LOOM_API_KEYS": KEY, "LOOM_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        assert httpx.get(f"{base}/docs").status_code == 200
+        assert httpx.get(f"{base}/templates").status_code == 401
+        listed = httpx.get(f"{base}/templates", headers={"X-API-Key": KEY})
+        assert listed.status_code == 200 and listed.json()[0]["id"] == "acme-demo"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert KEY.encode() not in err  # the key never reaches the server's log

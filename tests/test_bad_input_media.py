@@ -19,7 +19,7 @@ from loom.media.patches import PatchSet
 from loom.media.probe import probe_video
 from loom.settings import reload_settings
 from loom.template import parse_template
-from loom.visual.draw import load_logo
+from loom.visual.logo import load_logo
 from tests.media_fixtures import make_clip
 
 

@@ -60,22 +60,25 @@ def test_recipient_run_through_rest_makes_a_video_and_sends_lipsync_to_the_gpu_p
         children = child_flow_runs(client, run["id"])
         wav2lip = [c for c in children if c["deployment_id"] == deployment_id(client, "wav2lip", "wav2lip")]
         assert len(wav2lip) == 1
+        print("TIMING", run["created"], run["start_time"], run["end_time"], wav2lip[0]["created"], wav2lip[0]["start_time"], wav2lip[0]["end_time"])
         assert wav2lip[0]["work_pool_name"] == "gpu" and wav2lip[0]["state"]["type"] == "COMPLETED"
 
 
 def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, fake_elevenlabs, tmp_path: Path) -> None:  # noqa: ANN001
     template_id = _store_template(prefect_stack, write_template(tmp_path / "tpl"), "e2ecampaign")
+    # Names no other test speaks, so row 1's line is not in the speech cache and its request is
+    # the first one this campaign makes.
     rows = [
-        {"client_name": "Ada", "company_name": "Acme"},
-        {"client_name": "Grace", "company_name": "Hopper Labs"},
-        {"client_name": "Alan"},  # row 3: no company
-        {"client_name": "Edsger", "company_name": "Dijkstra & Co"},
-        {"client_name": "Barbara", "company_name": "Liskov Systems"},
+        {"client_name": "Katherine", "company_name": "Johnson Orbital"},
+        {"client_name": "Margaret", "company_name": "Hamilton Software"},
+        {"client_name": "Dennis"},  # row 3: no company
+        {"client_name": "Frances", "company_name": "Allen Compilers"},
+        {"client_name": "Radia", "company_name": "Perlman Networks"},
     ]
     sheet = write_sheet(tmp_path / "sheet.csv", rows, ["client_name", "company_name"])
     out = tmp_path / "out"
     params = {"template": template_id, "sheet": str(sheet), "output_dir": str(out), "concurrency": 1}
-    # The first speech request fails for good: row 1 fails, the campaign goes on.
+    # The first speech request fails for good: row 1 fails, the campaign goes on; the re-run makes it.
     fake_elevenlabs.fail_next(
         401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}}, path_contains="text-to-speech"
     )
@@ -83,12 +86,14 @@ def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, f
         dep = deployment_id(client, "campaign", "campaign")
         first = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
         deadline = time.monotonic() + 180
-        while not list(out.glob("*.mp4")):
+        while not list(out.glob("*.mp4")):  # row 2's video: row 1 has failed by now
             assert time.monotonic() < deadline, "the campaign made no video"
             time.sleep(0.2)
         prefect_stack.kill("worker-cpu")  # the worker and the campaign run it started die mid-campaign
         made_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
         assert 1 <= len(made_before) < 4, "the kill came too late to test a resume"
+        killed = {int(r["row"]): r for r in read_manifest(out / "manifest.csv")}
+        assert killed[1]["status"] == "failed" and "quota" in killed[1]["error"].lower()
         assert client.get(f"/flow_runs/{first['id']}").json()["state"]["type"] == "RUNNING"
 
         prefect_stack.start_worker("cpu")
@@ -97,11 +102,11 @@ def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, f
         assert run["state"]["type"] == "COMPLETED", run["state"]
 
     videos = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
-    print("DEBUG", made_before, (out / "manifest.csv").read_text(), sorted(p.name for p in out.iterdir()))
     assert len(videos) == 4  # one per valid row, no duplicates
     for name, mtime in made_before.items():
         assert videos[name] == mtime  # made once, not again
     by_row = {int(r["row"]): r for r in read_manifest(out / "manifest.csv")}
     assert by_row[3]["status"] == "invalid" and "company_name" in by_row[3]["error"]
     assert sum(r["status"] == "skipped" for r in by_row.values()) == len(made_before)
+    assert by_row[1]["status"] == "done"  # failed (quota) in the killed run, made by the re-run
     assert all(r["status"] in ("done", "skipped") for n, r in by_row.items() if n != 3)

@@ -300,3 +300,17 @@ def test_name_scrolling_out_of_view_stays_replaced(tmp_path: Path) -> None:
     visible = (slice(0, int(y + h)), slice(int(x), int(x + w)))
     assert ncc(original[last][visible].mean(axis=2), out[last][visible].mean(axis=2)) < 0.5
     assert ink_box(out[last], (int(x), 0, int(x + w), int(y + h)), (255, 255, 255)) is not None
+
+
+def test_template_font_is_used_first_and_a_missing_one_is_named(scroll, tmp_path: Path) -> None:
+    from loom.visual.fonts import font_chain
+
+    prepared, seg, frames, boxes, root = scroll
+    italic = str(Path(font_chain()[0].path).with_name("NotoSans-Italic[wght].ttf"))
+    styled = seg.model_copy(update={"style": TextStyle(font=italic)})
+    ref = draw_segment(prepared, styled, "Globex 株式会社", str(tmp_path / "italic.npz"))
+    assert "NotoSans-Italic[wght]" in ref.qa["fonts"] and any("CJK" in f for f in ref.qa["fonts"])
+    missing = seg.model_copy(update={"style": TextStyle(font=str(tmp_path / "nope.ttf"))})
+    with pytest.raises(InputError) as exc:
+        draw_segment(prepared, missing, "Globex", str(tmp_path / "x.npz"))
+    assert "nope.ttf" in str(exc.value) and "style.font" in exc.value.field

@@ -107,3 +107,26 @@ def test_original_text_look_is_measured(bold: bool, fg, bg) -> None:
     assert look.align == "left"
     empty = sample_text_look(np.full_like(original, bg), np.full_like(original, bg), chain)
     assert not empty.found
+
+
+def test_a_character_no_font_has_is_left_out_not_boxed() -> None:
+    """A private-use character no bundled font maps: reported, and nothing drawn for it."""
+    chain = font_chain()
+    name = "Acme\U0010fffd"
+    assert uncovered(name, chain) == ["\U0010fffd"]
+    assert [r.face for r in split_runs(name, chain)][-1] is None
+    with_it = render_line(name, 40, chain)
+    without = render_line("Acme", 40, chain)
+    assert with_it.alpha.shape == without.alpha.shape and np.allclose(with_it.alpha, without.alpha)
+
+
+def test_fonts_are_safe_to_use_from_parallel_threads() -> None:
+    """Recipients are drawn in threads: each thread gets its own FreeType faces."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chain = font_chain()
+    expected = render_line("Zoë 株式会社 🚀", 30, chain).alpha
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: render_line("Zoë 株式会社 🚀", 30, chain).alpha, range(8)))
+    assert all(r.shape == expected.shape and np.array_equal(r, expected) for r in results)
+    assert load_font(chain[0], 30) is load_font(chain[0], 30)

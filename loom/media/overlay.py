@@ -80,12 +80,14 @@ def patch_yuv420p(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray,
         if x1 > x0 and y1 > y0:
             touched[y0:y1, x0:x1] |= p.rgba[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x, 3] > 0
     ny, nu, nv = _to_yuv(rgb, colorspace, full_range)
-    yc[touched] = np.clip(ny[touched] + 0.5, 0, 255).astype(np.uint8)
+    np.copyto(yc, np.clip(ny + 0.5, 0, 255).astype(np.uint8), where=touched)
     hh, ww = yc.shape[0] // 2, yc.shape[1] // 2
-    block = touched[: hh * 2, : ww * 2].reshape(hh, 2, ww, 2).any(axis=(1, 3))
+    t = touched[: hh * 2, : ww * 2]
+    block = t[0::2, 0::2] | t[1::2, 0::2] | t[0::2, 1::2] | t[1::2, 1::2]
     for plane, new in ((uc, nu), (vc, nv)):
-        mean = new[: hh * 2, : ww * 2].reshape(hh, 2, ww, 2).mean(axis=(1, 3))
-        plane[:hh, :ww][block] = np.clip(mean[block] + 0.5, 0, 255).astype(np.uint8)
+        n = new[: hh * 2, : ww * 2]
+        mean = (n[0::2, 0::2] + n[1::2, 0::2] + n[0::2, 1::2] + n[1::2, 1::2]) * 0.25
+        np.copyto(plane[:hh, :ww], np.clip(mean + 0.5, 0, 255).astype(np.uint8), where=block)
 
 
 def plane_views(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001

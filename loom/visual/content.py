@@ -4,6 +4,7 @@ replaces, or a logo fitted inside. Rendered once per segment; ``draw`` warps it 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import tempfile
@@ -55,8 +56,10 @@ def _font_path(segment: VisualSegment) -> str | None:
     if not storage.is_remote(font):
         return font
     data = storage.read_bytes(font)
-    tmp = Path(tempfile.gettempdir()) / f"loom-font-{abs(hash(font))}{Path(font).suffix or '.ttf'}"
-    tmp.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    tmp = Path(tempfile.gettempdir()) / f"loom-font-{digest}{Path(font).suffix or '.ttf'}"
+    if not tmp.exists():  # a local copy: FreeType needs a real file, and it is reused
+        tmp.write_bytes(data)
     return str(tmp)
 
 

@@ -7,6 +7,7 @@ fontTools, never guessed from rendered pixels: a missing glyph renders as a box 
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -110,10 +111,27 @@ def covers(face: FontFace, char: str) -> bool:
     return ord(char) in coverage(face)
 
 
-@lru_cache(maxsize=256)
+_per_thread = threading.local()
+
+
 def load_font(face: FontFace, size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """A sized FreeType font; variable faces are set to weight 700 for bold (else their default)."""
-    font = ImageFont.truetype(face.path, size=max(1, int(size)), index=face.index)
+    """A sized FreeType font; variable faces are set to weight 700 for bold (else their default).
+
+    Cached per thread: a FreeType face must not be used by two threads at once, and recipients
+    of a campaign are drawn in parallel threads.
+    """
+    cache: dict[tuple[FontFace, int, bool], ImageFont.FreeTypeFont] = getattr(_per_thread, "fonts", None) or {}
+    _per_thread.fonts = cache
+    key = (face, max(1, int(size)), bold)
+    if key not in cache:
+        if len(cache) > 256:
+            cache.clear()
+        cache[key] = _open_font(*key)
+    return cache[key]
+
+
+def _open_font(face: FontFace, size: int, bold: bool) -> ImageFont.FreeTypeFont:
+    font = ImageFont.truetype(face.path, size=size, index=face.index)
     if bold:
         try:
             axes = font.get_variation_axes()
@@ -161,33 +179,59 @@ class TextRun:
     face: FontFace | None  # None: no face covers it (never drawn as a box; reported instead)
 
 
+def _ignorable(char: str) -> bool:
+    """Characters a shaper consumes without drawing: joiners, variation selectors, tag characters."""
+    cp = ord(char)
+    return cp in (0x200D, 0x200C) or 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF or 0xE0020 <= cp <= 0xE007F
+
+
+def clusters(text: str) -> list[str]:
+    """Text split into what must be drawn by one face: a base character with its marks, joiners,
+    modifiers and, after a zero-width joiner, the character joined on (emoji sequences)."""
+    out: list[str] = []
+    for ch in text:
+        if out and (_attaches(ch) or out[-1].endswith("\u200d")):
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return out
+
+
+def covers_cluster(face: FontFace, cluster: str) -> bool:
+    return all(covers(face, ch) for ch in cluster if not _ignorable(ch))
+
+
 def split_runs(text: str, chain: tuple[FontFace, ...]) -> list[TextRun]:
-    """Split ``text`` (logical order) into runs, each drawn with the first face covering its characters."""
+    """Split ``text`` (logical order) into runs, each drawn with the first face that covers every
+    character of each of its clusters."""
     emoji = emoji_face()
     runs: list[tuple[list[str], FontFace | None]] = []
-    chars = list(text)
-    for i, ch in enumerate(chars):
+    for cluster in clusters(text):
         current = runs[-1][1] if runs else None
-        if runs and _attaches(ch):
-            runs[-1][0].append(ch)
-            continue
-        nxt = chars[i + 1] if i + 1 < len(chars) else ""
-        after_joiner = bool(runs) and runs[-1][0] and ord(runs[-1][0][-1]) == 0x200D
         face: FontFace | None
-        if (after_joiner or _neutral(ch)) and current is not None and covers(current, ch):
+        if _neutral(cluster[0]) and current is not None and covers_cluster(current, cluster):
             face = current
-        elif nxt == "\ufe0f" and emoji is not None and covers(emoji, ch):
+        elif ("\ufe0f" in cluster or "\u20e3" in cluster) and emoji is not None and covers_cluster(emoji, cluster):
             face = emoji  # emoji presentation asked for explicitly
         else:
-            face = next((f for f in chain if covers(f, ch)), None)
+            face = next((f for f in chain if covers_cluster(f, cluster)), None)
+            if face is None:  # no face has the marks too: at least draw the base character
+                face = next((f for f in chain if covers(f, cluster[0])), None)
         if runs and runs[-1][1] == face:
-            runs[-1][0].append(ch)
+            runs[-1][0].append(cluster)
         else:
-            runs.append(([ch], face))
+            runs.append(([cluster], face))
     return [TextRun("".join(cs), face) for cs, face in runs]
 
 
 def uncovered(text: str, chain: tuple[FontFace, ...] | None = None) -> list[str]:
-    """Characters no face in the chain can draw (they are left out rather than drawn as boxes)."""
+    """Characters that no face draws where they stand (left out of the rendering, never boxed)."""
     chain = chain or font_chain()
-    return [ch for ch in text if not _attaches(ch) and not ch.isspace() and not any(covers(f, ch) for f in chain)]
+    missing = []
+    for run in split_runs(text, chain):
+        for ch in run.text:
+            if ch.isspace() or _ignorable(ch):
+                continue
+            if run.face is None or not covers(run.face, ch):
+                missing.append(ch)
+    return missing
