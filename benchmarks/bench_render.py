@@ -7,19 +7,21 @@ Makes its own inputs with the ffmpeg binary: a 60 s and a 120 s 1280x720 30 fps 
 lip-sync-sized patch with a new voice line, a 2 s text box, a 2 s logo box). Prints, per recording:
 
 - prepare: once per template (probe, keyframes planted at the cuts, audio to WAV)
-- render: ``render_recipient`` for later recipients (best and median of three), and in a fresh
-  process (imports included)
+- render: ``render_recipient`` for later recipients (best of three), and in a fresh process
+  (imports included)
 - floor: stream-copy remux of the whole file + encoding only the edited frames (frames already
   decoded and patched; best of three)
 - moviepy: a full re-render of the same edits through moviepy
 - ffmpeg: a full re-render of the same edits in one ffmpeg filter graph
-and the ratios render/floor, moviepy/render, ffmpeg/render, and render(120 s)/render(60 s).
+and the ratios render/floor, moviepy/render, ffmpeg/render, and render(120 s)/render(60 s), in
+wall-clock seconds and in CPU seconds (process + child processes; steadier on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import platform
 import subprocess
 import sys
@@ -34,6 +36,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FPS = 30
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished child processes."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Stopwatch:
+    """Wall and CPU seconds of a block. CPU time is steadier than wall time on a shared machine."""
+
+    def __enter__(self) -> Stopwatch:
+        self.wall0, self.cpu0 = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall0, cpu_seconds() - self.cpu0
+
+    @property
+    def both(self) -> tuple[float, float]:
+        return self.wall, self.cpu
 
 
 def ffmpeg() -> str:
@@ -124,22 +147,21 @@ def prepare(src: Path, edits: list[dict], tmp: Path):  # noqa: ANN201
     return PreparedTemplate(template=template, version="bench", root=str(tmp / "prepared"), **media.model_dump())
 
 
-def time_floor(prepared, refs: list, tmp: Path) -> tuple[float, float]:  # noqa: ANN001
-    """(remux seconds, encode-only-the-edited-frames seconds)."""
+def time_floor(prepared, refs: list, tmp: Path) -> tuple[tuple[float, float], tuple[float, float]]:  # noqa: ANN001
+    """((wall, cpu) of the remux, (wall, cpu) of encoding only the edited frames)."""
     import av
 
     from loom.media.frames import read_video_frames
     from loom.media.render import _span_encoder, load_patches, patch_frame
 
-    start = time.perf_counter()
-    with av.open(prepared.template.base_video_path) as src, av.open(str(tmp / "remux.mp4"), "w", options={"movflags": "+faststart"}) as out:
+    with Stopwatch() as remux, av.open(prepared.template.base_video_path) as src, \
+            av.open(str(tmp / "remux.mp4"), "w", options={"movflags": "+faststart"}) as out:
         streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
         for packet in src.demux(*[s for s in src.streams if s.index in streams]):
             if packet.dts is None:
                 continue
             packet.stream = streams[packet.stream_index]
             out.mux(packet)
-    remux = time.perf_counter() - start
 
     patches, _ = load_patches(refs)
     frames = []
@@ -151,20 +173,20 @@ def time_floor(prepared, refs: list, tmp: Path) -> tuple[float, float]:  # noqa:
     with av.open(prepared.working_video_uri) as c:
         vin = c.streams.video[0]
         encoder, _ = _span_encoder(prepared.video, vin, h264.AvcConfig.parse(vin.codec_context.extradata))
-    start = time.perf_counter()
-    for run_frames in frames:
-        for _ in encoder.encode(run_frames):
-            pass
-    return remux, time.perf_counter() - start
+    with Stopwatch() as encode:
+        for run_frames in frames:
+            for _ in encoder.encode(run_frames):
+                pass
+    return remux.both, encode.both
 
 
-def time_moviepy(prepared, refs: list, inserts: list, tmp: Path) -> float:  # noqa: ANN001
+def time_moviepy(prepared, refs: list, inserts: list, tmp: Path) -> tuple[float, float]:  # noqa: ANN001
     from moviepy import AudioFileClip, CompositeAudioClip, VideoFileClip
 
     from loom.media.patches import apply_patches
     from loom.media.render import load_patches
 
-    start = time.perf_counter()
+    watch = Stopwatch().__enter__()
     patches, _ = load_patches(refs)
     fps = float(Fraction(prepared.video.fps))
     clip = VideoFileClip(prepared.template.base_video_path)
@@ -182,10 +204,11 @@ def time_moviepy(prepared, refs: list, inserts: list, tmp: Path) -> float:  # no
     edited.write_videofile(str(tmp / "moviepy.mp4"), codec="libx264", preset="veryfast", audio_codec="aac",
                            threads=os.cpu_count(), ffmpeg_params=["-crf", "18"], logger=None)
     clip.close()
-    return time.perf_counter() - start
+    watch.__exit__()
+    return watch.both
 
 
-def time_ffmpeg_graph(prepared, edits: list[dict], inserts: list, size: tuple[int, int], tmp: Path) -> float:  # noqa: ANN001
+def time_ffmpeg_graph(prepared, edits: list[dict], inserts: list, size: tuple[int, int], tmp: Path) -> tuple[float, float]:  # noqa: ANN001
     """One ffmpeg filter graph: overlays enabled over their windows, voice windows muted and mixed in."""
     from PIL import Image
 
@@ -209,10 +232,10 @@ def time_ffmpeg_graph(prepared, edits: list[dict], inserts: list, size: tuple[in
         mix.append(f"[d{k}]")
     audio.append(f"{''.join(mix)}amix=inputs={len(mix)}:normalize=0:duration=first[a]")
     graph = ";".join(chain + audio)
-    start = time.perf_counter()
-    run([ffmpeg(), "-nostdin", "-y", "-v", "error", *inputs, "-filter_complex", graph, "-map", f"[{label}]", "-map", "[a]",
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-c:a", "aac", "-movflags", "+faststart", str(tmp / "ffmpeg.mp4")])
-    return time.perf_counter() - start
+    with Stopwatch() as watch:
+        run([ffmpeg(), "-nostdin", "-y", "-v", "error", *inputs, "-filter_complex", graph, "-map", f"[{label}]", "-map", "[a]",
+             "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-c:a", "aac", "-movflags", "+faststart", str(tmp / "ffmpeg.mp4")])
+    return watch.both
 
 
 FRESH_PROCESS = """
@@ -230,50 +253,48 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "mode": report.mode}))
 
 
 def bench_one(seconds: int, size: tuple[int, int], scale: float, tmp: Path, naive: bool) -> dict:
+    """(wall, cpu) seconds of each measurement for one recording length."""
     import json
 
     from loom.media.render import render_recipient
 
     tmp.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    src = make_recording(tmp / "recording.mp4", seconds, size)
-    made = time.perf_counter() - t
+    result: dict[str, tuple[float, float]] = {}
+    with Stopwatch() as watch:
+        src = make_recording(tmp / "recording.mp4", seconds, size)
+    result["make_input"] = watch.both
     edits = edits_for(scale)
-    t = time.perf_counter()
-    prepared = prepare(src, edits, tmp)
-    prep = time.perf_counter() - t
+    with Stopwatch() as watch:
+        prepared = prepare(src, edits, tmp)
+    result["prepare"] = watch.both
     recipients = (1, 2, 3, 4, 5)
     refs = {s: make_patch_sets(prepared, edits, size, tmp, s) for s in recipients}
     inserts = {s: make_inserts(edits, tmp, s) for s in recipients}
-    result: dict[str, float | str] = {"make_input": made, "prepare": prep}
     render_recipient(prepared, inserts[1], refs[1], str(tmp / "r1.mp4"))  # first recipient (warm-up)
     times = []
-    for s in recipients[1:-1]:  # later recipients, each with its own edits; the best and the median
-        t = time.perf_counter()
-        report = render_recipient(prepared, inserts[s], refs[s], str(tmp / f"r{s}.mp4"))
-        times.append(time.perf_counter() - t)
-    result["render"] = min(times)
-    result["render_median"] = sorted(times)[len(times) // 2]
-    result["mode"] = report.mode
-    result["reencoded_frames"] = report.reencoded_frames
-    result["frames"] = report.frames
+    for s in recipients[1:-1]:  # later recipients, each with its own edits: the best of three
+        with Stopwatch() as watch:
+            report = render_recipient(prepared, inserts[s], refs[s], str(tmp / f"r{s}.mp4"))
+        times.append(watch.both)
+    result["render"] = (min(t[0] for t in times), min(t[1] for t in times))
     (tmp / "prepared.json").write_text(prepared.model_dump_json())
     last = recipients[-1]
     args = {"prepared": str(tmp / "prepared.json"), "out": str(tmp / f"r{last}.mp4"),
             "inserts": [i.model_dump() for i in inserts[last]], "patches": [p.model_dump() for p in refs[last]]}
-    t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS, json.dumps(args)], capture_output=True, text=True, cwd=ROOT)
+    with Stopwatch() as watch:
+        out = subprocess.run([sys.executable, "-c", FRESH_PROCESS, json.dumps(args)], capture_output=True, text=True, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    result["render_fresh_process"] = time.perf_counter() - t
+    result["render_fresh_process"] = watch.both
     floors = [time_floor(prepared, refs[2], tmp) for _ in range(3)]
-    remux, encode = min(f[0] for f in floors), min(f[1] for f in floors)
+    remux = (min(f[0][0] for f in floors), min(f[0][1] for f in floors))
+    encode = (min(f[1][0] for f in floors), min(f[1][1] for f in floors))
     result["floor_remux"], result["floor_encode"] = remux, encode
-    result["floor"] = remux + encode
+    result["floor"] = (remux[0] + encode[0], remux[1] + encode[1])
     if naive:
         result["moviepy"] = time_moviepy(prepared, refs[2], inserts[2], tmp)
         result["ffmpeg_graph"] = time_ffmpeg_graph(prepared, edits, inserts[2], size, tmp)
-    return result
+    return {"times": result, "mode": report.mode, "frames": report.frames, "reencoded": report.reencoded_frames}
 
 
 def main() -> None:
@@ -281,25 +302,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="30 s and 60 s at 640x360, edits scaled to fit (still 7 s)")
     parser.add_argument("--keep", help="folder to keep the inputs and outputs in")
     parser.add_argument("--no-naive", action="store_true", help="skip the moviepy and ffmpeg full re-renders")
+    parser.add_argument("--lengths", help="two recording lengths in seconds, e.g. 60,600 (default 60,120; quick 30,60)")
     opts = parser.parse_args()
     size, (short, long_), scale = ((640, 360), (30, 60), 0.5) if opts.quick else ((1280, 720), (60, 120), 1.0)
+    if opts.lengths:
+        short, long_ = (int(x) for x in opts.lengths.split(","))
     base = Path(opts.keep) if opts.keep else Path(tempfile.mkdtemp(prefix="loom-bench-"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"inputs: {size[0]}x{size[1]} {FPS} fps H.264, {short} s and {long_} s, 7 s of edits; work dir {base}")
     results = {}
-    for seconds, naive in ((short, not opts.no_naive), (long_, not opts.no_naive)):
-        results[seconds] = bench_one(seconds, size, scale, base / f"{seconds}s", naive)
-        r = results[seconds]
-        print(f"\n{seconds} s recording ({r['frames']} frames, {r['reencoded_frames']} re-encoded, mode {r['mode']})")
-        for key in ("make_input", "prepare", "render", "render_median", "render_fresh_process", "floor_remux", "floor_encode", "floor", "moviepy", "ffmpeg_graph"):
-            if key in r:
-                print(f"  {key:22s} {r[key]:8.2f} s")
-        print(f"  render / floor          {r['render'] / r['floor']:8.2f}x")
-        if "moviepy" in r:
-            print(f"  moviepy / render        {r['moviepy'] / r['render']:8.2f}x")
-            print(f"  ffmpeg graph / render   {r['ffmpeg_graph'] / r['render']:8.2f}x")
-    print(f"\nrender {long_} s / render {short} s: {results[long_]['render'] / results[short]['render']:.2f}x "
-          f"(fresh process: {results[long_]['render_fresh_process'] / results[short]['render_fresh_process']:.2f}x)")
+    for seconds in (short, long_):
+        results[seconds] = bench_one(seconds, size, scale, base / f"{seconds}s", not opts.no_naive)
+        r, t = results[seconds], results[seconds]["times"]
+        print(f"\n{seconds} s recording ({r['frames']} frames, {r['reencoded']} re-encoded, mode {r['mode']})")
+        print(f"  {'':24s} {'wall s':>8s} {'cpu s':>8s}")
+        for key, (wall, cpu) in t.items():
+            print(f"  {key:24s} {wall:8.2f} {cpu:8.2f}")
+        for name, num, den in (("render / floor", "render", "floor"), ("moviepy / render", "moviepy", "render"),
+                               ("ffmpeg graph / render", "ffmpeg_graph", "render")):
+            if num in t:
+                print(f"  {name:24s} {t[num][0] / t[den][0]:7.2f}x {t[num][1] / t[den][1]:7.2f}x")
+    a, b = results[short]["times"], results[long_]["times"]
+    print(f"\nrender {long_} s / render {short} s: wall {b['render'][0] / a['render'][0]:.2f}x, "
+          f"cpu {b['render'][1] / a['render'][1]:.2f}x; fresh process: wall "
+          f"{b['render_fresh_process'][0] / a['render_fresh_process'][0]:.2f}x, "
+          f"cpu {b['render_fresh_process'][1] / a['render_fresh_process'][1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -41,12 +41,13 @@ class LoomStorage(Block):
         return self.home
 
 
-def apply_storage_block() -> str | None:
-    """In a deployed run, load the block named by ``LOOM_STORAGE_BLOCK`` and use its home."""
+def apply_storage_block() -> bool:
+    """In a deployed run, load the block named by ``LOOM_STORAGE_BLOCK`` (if set) and use its home."""
     name = os.environ.get(STORAGE_BLOCK_ENV)
     if not name:
-        return None
-    return LoomStorage.load(name).apply()
+        return False
+    LoomStorage.load(name).apply()
+    return True
 
 
 def gcs_result_storage(bucket: str, folder: str = "prefect-results", credentials: GcpCredentials | None = None) -> GcsBucket:

@@ -27,7 +27,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from blocks.storage import apply_storage_block
+from blocks import apply_configured_blocks
 from loom import storage
 from loom.campaign import CampaignEntry, CampaignPlan, failure_line, manifest_csv, plan_campaign
 from loom.pipeline import template_version
@@ -145,7 +145,7 @@ def campaign(
     rows: Annotated[list[int] | None, Field(description="only these sheet rows (1 = first data row); set by scale-out")] = None,
 ) -> CampaignResult:
     """Make one video per sheet row (CSV/XLSX; local, gs:// or https://) and write the manifest."""
-    apply_storage_block()  # deployed runs: the LoomStorage block names the home
+    apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
     started = time.perf_counter()
     logger = get_run_logger()
     tpl = load_template(template)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from blocks.storage import apply_storage_block
+from blocks import apply_configured_blocks
 from loom import storage
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
@@ -20,7 +20,7 @@ from tasks.lipsync import lipsync_line, patch_ref_uri
 @flow(name="wav2lip", log_prints=True)
 def wav2lip(prepared_uri: str, segment_id: str, insert: AudioInsert, workdir: str) -> str | None:
     """Mouth patches for one voice window; returns the URI of their JSON reference (None if skipped)."""
-    apply_storage_block()  # deployed runs: the LoomStorage block names the home
+    apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
     prepared = PreparedTemplate.model_validate_json(storage.read_bytes(prepared_uri))
     segment = next((s for s in prepared.template.voice_segments if s.id == segment_id), None)
     if segment is None:

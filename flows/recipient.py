@@ -13,7 +13,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks.storage import apply_storage_block
+from blocks import apply_configured_blocks
 from loom import pipeline, storage
 from loom.edits import PatchSetRef
 from loom.pipeline import RecipientResult
@@ -49,7 +49,7 @@ def gpu_pool_configured() -> bool:
 @flow(name="personalize-recipient", task_runner=ThreadPoolTaskRunner(max_workers=SEGMENT_WORKERS), log_prints=True)
 def personalize_recipient(template: str, data: dict[str, str], output: str | None = None) -> RecipientResult:
     """Make one recipient's video from a template (id or path) and a row of placeholder values."""
-    apply_storage_block()  # deployed runs: the LoomStorage block names the home
+    apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
     started = time.perf_counter()
     tpl = load_template(template)
     check_row(tpl, data)  # bad input fails before any expensive work

@@ -96,12 +96,19 @@ def plan_campaign(template: Template, template_version: str, sheet: str, output_
     return plan
 
 
+def _inert(value: object) -> object:
+    """Keep a spreadsheet from running a cell as a formula (values come from user sheets)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
 def manifest_csv(entries: list[CampaignEntry]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS)
     writer.writeheader()
     for entry in entries:
-        writer.writerow(entry.manifest_row())
+        writer.writerow({k: _inert(v) for k, v in entry.manifest_row().items()})
     return buf.getvalue()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from loom.template import Template, render_text
 MAX_TEXT_CHARS = 300
 MAX_URI_CHARS = 2048
 PRONUNCIATION_SUFFIX = "_pronunciation"
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass
@@ -62,7 +64,7 @@ def _clean_cell(value: object) -> str:
         return str(int(value))
     text = str(value)
     # Sheets carry line breaks and tabs inside cells; on screen and in speech they are spaces.
-    return " ".join(text.replace("\r", " ").replace("\n", " ").replace("\t", " ").split(" ")).strip()
+    return re.sub(r"[ \r\n\t]+", " ", text).strip()
 
 
 def check_value(key: str, value: str, *, is_image: bool, where: str = "") -> str:
@@ -76,6 +78,9 @@ def check_value(key: str, value: str, *, is_image: bool, where: str = "") -> str
     for ch in value:
         if unicodedata.category(ch) == "Cc":
             raise InputError(label, f"contains the control character U+{ord(ch):04X}", "remove it")
+        if ch in BIDI_CONTROLS:
+            # Overrides reorder what is shown vs. what is stored (a spoofing trick); real RTL text needs none.
+            raise InputError(label, f"contains the bidirectional control U+{ord(ch):04X}", "remove it")
     return value.strip()
 
 

@@ -53,6 +53,12 @@ class VoiceSegment(BaseModel):
     def _safe_id(cls, v: str) -> str:
         return check_safe_id(v, "voice_segments.id")
 
+    @field_validator("template_text")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        text_placeholders(v)
+        return v
+
     @model_validator(mode="after")
     def _ordered(self) -> VoiceSegment:
         if self.end_time <= self.start_time:
@@ -158,9 +164,12 @@ class Template(BaseModel):
 
 def text_placeholders(text: str) -> list[str]:
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text) if name]
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
-        raise InputError("template_text", f"{text!r}: {exc}", "write placeholders as {client_name}") from exc
+        raise InputError("template_text", f"{text!r}: {exc}", "write placeholders as {client_name}") from None
+    for name in names:
+        if not name.isidentifier():
+            raise InputError("template_text", f"{text!r}: {{{name}}} is not a placeholder name", "write placeholders as {client_name}")
     return list(dict.fromkeys(names))
 
 

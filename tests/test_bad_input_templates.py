@@ -99,15 +99,10 @@ def test_other_impossible_templates_are_named(path: tuple, value: object, field:
     assert field in err.value.line()
 
 
-def test_format_string_tricks_are_never_evaluated() -> None:
-    """``{client_name.__class__}`` is looked up as a plain key, never as an attribute."""
-    from loom.recipients import check_row, render_line
-
-    template = parse_template(_with(("voice_segments", 0, "template_text"), "Hi {client_name.__class__}!"))
-    with pytest.raises(InputError):
-        check_row(template, {"client_name": "Ada", "company_name": "Acme"})
-    values = check_row(template, {"client_name.__class__": "Ada", "company_name": "Acme"})
-    assert render_line(template.voice_segments[0].template_text, values) == ("Hi Ada!", "Hi Ada!")
+def test_format_string_tricks_are_refused_in_the_template() -> None:
+    """``{client_name.__class__}`` is refused up front: placeholders are plain names, never evaluated."""
+    with pytest.raises(InputError, match="not a placeholder name"):
+        parse_template(_with(("voice_segments", 0, "template_text"), "Hi {client_name.__class__}!"))
 
 
 def _files(root: Path) -> set[Path]:

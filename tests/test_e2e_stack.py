@@ -4,6 +4,7 @@ the deployments of prefect.yaml and one worker per pool; runs are created throug
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -60,7 +61,6 @@ def test_recipient_run_through_rest_makes_a_video_and_sends_lipsync_to_the_gpu_p
         children = child_flow_runs(client, run["id"])
         wav2lip = [c for c in children if c["deployment_id"] == deployment_id(client, "wav2lip", "wav2lip")]
         assert len(wav2lip) == 1
-        print("TIMING", run["created"], run["start_time"], run["end_time"], wav2lip[0]["created"], wav2lip[0]["start_time"], wav2lip[0]["end_time"])
         assert wav2lip[0]["work_pool_name"] == "gpu" and wav2lip[0]["state"]["type"] == "COMPLETED"
 
 
@@ -110,3 +110,34 @@ def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, f
     assert sum(r["status"] == "skipped" for r in by_row.values()) == len(made_before)
     assert by_row[1]["status"] == "done"  # failed (quota) in the killed run, made by the re-run
     assert all(r["status"] in ("done", "skipped") for n, r in by_row.items() if n != 3)
+
+
+def test_blocks_register_with_the_server_and_the_storage_block_sets_the_home(prefect_stack, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from blocks import LoomStorage, apply_configured_blocks
+    from loom.settings import get_settings, reload_settings
+
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "blocks"],
+        env=prefect_stack.env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with api(prefect_stack) as client:
+        for slug in ("loom-storage", "elevenlabs-credentials", "wav2lip-model", "sync-labs-credentials"):
+            assert client.get(f"/block_types/slug/{slug}").status_code == 200, slug
+
+    home = tmp_path / "block-home"
+    with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}):
+        LoomStorage(home=str(home)).save("e2e-storage", overwrite=True)
+        monkeypatch.setenv("LOOM_STORAGE_BLOCK", "e2e-storage")
+        monkeypatch.setenv("LOOM_HOME", os.environ["LOOM_HOME"])  # apply() sets it: undo restores it
+        try:
+            assert apply_configured_blocks() == ["storage"]
+            assert get_settings().home == str(home)
+        finally:
+            monkeypatch.undo()
+            reload_settings()

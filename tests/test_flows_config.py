@@ -200,4 +200,4 @@ def test_blocks_module_exposes_block_classes_for_register() -> None:
 
     blocks = importlib.import_module("blocks")
     names = {name for name, cls in inspect.getmembers(blocks) if inspect.isclass(cls) and Block.is_block_class(cls)}
-    assert "LoomStorage" in names
+    assert {"LoomStorage", "ElevenLabsCredentials", "Wav2LipModel", "SyncLabsCredentials"} <= names

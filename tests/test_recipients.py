@@ -75,3 +75,10 @@ def test_recipient_key_is_stable_and_depends_on_version() -> None:
     v = {"client_name": "Ada", "company_name": "Acme", "logo": "a.png"}
     assert recipient_key("v1", v) == recipient_key("v1", dict(reversed(list(v.items()))))
     assert recipient_key("v1", v) != recipient_key("v2", v)
+
+
+def test_line_breaks_fold_and_bidi_overrides_refused() -> None:
+    values = check_row(TEMPLATE, {"client_name": "Ada\r\nLovelace", "company_name": "Acme", "logo": "a.png"})
+    assert values["client_name"] == "Ada Lovelace"
+    with pytest.raises(InputError, match="bidirectional control"):
+        check_row(TEMPLATE, {"client_name": "Ada\u202egpj.exe", "company_name": "Acme", "logo": "a.png"})

@@ -91,3 +91,10 @@ def test_load_template_relative_video_and_missing(tmp_path) -> None:
         load_template(str(tmp_path / "missing.json"))
     with pytest.raises(InputError, match="no template with id"):
         load_template("never-created")
+
+
+def test_placeholder_names_must_be_names() -> None:
+    data = copy.deepcopy(SEED)
+    data["voice_segments"][0]["template_text"] = "Hi {client_name.__class__}!"
+    with pytest.raises(InputError, match="not a placeholder name"):
+        parse_template(data)

@@ -85,7 +85,7 @@ def probe_video(uri: str) -> VideoInfo:
     with storage.local_path(uri) as path:
         try:
             container = av.open(str(path))
-        except (av.error.InvalidDataError, av.error.FileNotFoundError, OSError, av.error.ValueError) as exc:
+        except (av.error.InvalidDataError, av.error.FileNotFoundError, OSError, ValueError) as exc:
             raise InputError("base_video_path", f"{uri} is not a readable video ({exc})", "check the file") from None
         with container:
             if not container.streams.video:

@@ -15,22 +15,36 @@ from loom.visual.content import Content, base_canvas
 from loom.visual.removal import Box
 
 
+MAX_LOGO_BYTES = 20 * 1024 * 1024
+MAX_LOGO_PIXELS = 40_000_000  # far above any frame a logo is drawn into; PIL itself only warns below 179 MP
+
+
 def load_logo(value: str, field: str) -> np.ndarray:
     """The logo at ``value`` (path, gs:// or https://) as RGBA uint8; InputError if unusable."""
     fix = "give a PNG or JPEG as a local path, gs:// or https:// URI"
     if not value or not value.strip():
         raise InputError(field, "logo is empty", fix)
     try:
-        data = storage.read_bytes(value.strip())
+        with storage.open_uri(value.strip(), "rb") as handle:
+            data = handle.read(MAX_LOGO_BYTES + 1)
     except Exception as exc:  # any failure to fetch a user-given URI is bad input for that row
         raise InputError(field, f"cannot read logo {value!r} ({type(exc).__name__})", fix) from None
+    if len(data) > MAX_LOGO_BYTES:
+        raise InputError(field, f"logo {value!r} is over {MAX_LOGO_BYTES // 2**20} MB", "use a smaller image")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            rgba = np.asarray(img.convert("RGBA"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # PIL refuses headers over 2x its own limit at open
+        raise InputError(field, f"logo {value!r} has far too many pixels", "use an image under 40 megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError):
         raise InputError(field, f"logo {value!r} is not an image that can be read", fix) from None
+    with img:
+        if img.width * img.height > MAX_LOGO_PIXELS:  # from the header: nothing decoded yet
+            raise InputError(field, f"logo {value!r} is {img.width}x{img.height} pixels", "use an image under 40 megapixels")
+        try:
+            img.load()
+            rgba = np.asarray(ImageOps.exif_transpose(img).convert("RGBA"))
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise InputError(field, f"logo {value!r} is not an image that can be read", fix) from None
     if rgba.shape[0] < 1 or rgba.shape[1] < 1:
         raise InputError(field, f"logo {value!r} is empty", fix)
     return rgba
