@@ -17,14 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.deployments import run_deployment
-from prefect.futures import PrefectFuture, as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.futures import as_completed
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from blocks import apply_configured_blocks
@@ -97,25 +96,6 @@ def batch_manifest_uri(output_dir: str, rows: list[int]) -> str:
     return storage.join(output_dir, f"manifest-rows-{min(rows)}-{max(rows)}.csv")
 
 
-def _bounded(futures_for: Iterator[PrefectFuture[RowOutcome]], limit: int) -> Iterator[RowOutcome]:
-    """Keep at most ``limit`` recipients in flight; yield outcomes as they finish."""
-    running: list[PrefectFuture[RowOutcome]] = []
-    pending = iter(futures_for)
-    exhausted = False
-    while running or not exhausted:
-        while not exhausted and len(running) < limit:
-            nxt = next(pending, None)
-            if nxt is None:
-                exhausted = True
-            else:
-                running.append(nxt)
-        if not running:
-            break
-        finished = next(as_completed(running))
-        running.remove(finished)
-        yield finished.result()
-
-
 def _write_manifest(uri: str, entries: list[CampaignEntry]) -> str:
     return storage.write_text(uri, manifest_csv(entries))
 
@@ -143,6 +123,9 @@ def campaign(
     scale_out: Annotated[bool, Field(description="run batches of rows as child runs of this deployment on the CPU pool")] = False,
     batch_size: Annotated[int, Field(ge=1, le=1000, description="rows per child run when scaling out")] = 10,
     rows: Annotated[list[int] | None, Field(description="only these sheet rows (1 = first data row); set by scale-out")] = None,
+    workers: Annotated[
+        Literal["processes", "threads"], Field(description="make recipients in worker processes (parallel) or threads")
+    ] = "processes",
 ) -> CampaignResult:
     """Make one video per sheet row (CSV/XLSX; local, gs:// or https://) and write the manifest."""
     apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
@@ -166,15 +149,24 @@ def campaign(
     by_number = {e.row.number: e for e in plan.entries}
     if scale_out and rows is None:
         _run_batches(template, sheet, plan, concurrency, batch_size, progress_id)
-    else:
-        futures = (
-            make_recipient.submit(template, e.row.number, e.row.values, e.output_uri) for e in list(plan.to_make)
-        )
-        for outcome in _bounded(futures, concurrency):
-            entry = by_number[outcome.number]
-            entry.status, entry.error, entry.seconds = outcome.status, outcome.error, outcome.seconds
-            _write_manifest(manifest_uri, plan.entries)  # current after every row: a kill loses nothing
-            update_progress_artifact(progress_id, _progress(plan))
+    elif plan.to_make:
+        # The pool bounds how many recipients are made at once. Processes by default: the engine's
+        # Python-heavy steps hold the GIL, so threads would take turns on one core.
+        runner_type = ProcessPoolTaskRunner if workers == "processes" else ThreadPoolTaskRunner
+        with runner_type(max_workers=min(concurrency, len(plan.to_make))) as runner:
+            futures = [
+                runner.submit(
+                    make_recipient,
+                    parameters={"template": template, "number": e.row.number, "values": e.row.values, "output_uri": e.output_uri},
+                )
+                for e in plan.to_make
+            ]
+            for future in as_completed(futures):
+                outcome = future.result()
+                entry = by_number[outcome.number]
+                entry.status, entry.error, entry.seconds = outcome.status, outcome.error, outcome.seconds
+                _write_manifest(manifest_uri, plan.entries)  # current after every row: a kill loses nothing
+                update_progress_artifact(progress_id, _progress(plan))
     _write_manifest(manifest_uri, plan.entries)
     update_progress_artifact(progress_id, 100.0)
     counts: dict[str, int] = {}

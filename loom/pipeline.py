@@ -25,7 +25,7 @@ from loom.template import Template, VisualSegment, VoiceSegment, load_template
 log = logging.getLogger("loom")
 
 # Bump when prepare's outputs change meaning, so old prepared templates are not reused.
-PREPARE_CODE_VERSION = "2"
+PREPARE_CODE_VERSION = "3"
 
 
 class RecipientResult(BaseModel):

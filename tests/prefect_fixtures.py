@@ -111,9 +111,11 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory, fake_elevenlabs: Fak
 @pytest.fixture
 def use_stack(prefect_stack: object) -> Iterator[object]:
     """Flows called in this test process report to the stack's server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}):  # type: ignore[attr-defined]
+    # Logs stay local: the stack is stopped at the end of the session, before the log shipper.
+    settings = {PREFECT_API_URL: prefect_stack.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}  # type: ignore[attr-defined]
+    with temporary_settings(settings):
         yield prefect_stack
 
 

@@ -141,3 +141,23 @@ def test_blocks_register_with_the_server_and_the_storage_block_sets_the_home(pre
         finally:
             monkeypatch.undo()
             reload_settings()
+
+
+def test_campaign_scaled_out_runs_batches_as_child_runs_on_the_cpu_pool(prefect_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    template = write_template(tmp_path / "tpl")
+    rows = [{"client_name": n, "company_name": f"{n} Inc"} for n in ("Hedy", "Ida", "Jean")]
+    sheet = write_sheet(tmp_path / "sheet.csv", rows)
+    out = tmp_path / "out"
+    params = {"template": str(template), "sheet": str(sheet), "output_dir": str(out), "scale_out": True, "batch_size": 2}
+    with api(prefect_stack) as client:
+        dep = deployment_id(client, "campaign", "campaign")
+        created = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
+        run = wait_for_run(client, created["id"], timeout=240)
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        children = [c for c in child_flow_runs(client, run["id"]) if c["deployment_id"] == dep]
+    assert sorted(c["parameters"]["rows"] for c in children) == [[1, 2], [3]]
+    assert all(c["work_pool_name"] == "cpu" and c["state"]["type"] == "COMPLETED" for c in children)
+    assert len(list(out.glob("*.mp4"))) == 3
+    manifest = read_manifest(out / "manifest.csv")
+    assert [r["status"] for r in manifest] == ["done", "done", "done"]
+    assert (out / "manifest-rows-1-2.csv").is_file() and (out / "manifest-rows-3-3.csv").is_file()

@@ -306,3 +306,38 @@ def test_audio_packets_outside_the_window_are_the_templates_aac(h264_case: dict)
     assert len(outside) > 60 and inside
     assert all(template[p] == a[p] == b[p] for p in outside)
     assert all(a[p] != b[p] for p in inside)
+
+
+def test_without_a_template_aac_track_the_whole_mix_is_encoded_once(tmp_path: Path) -> None:
+    from loom.media.aac import aac_track_uri
+
+    src = make_clip(tmp_path / "rec.mp4", seconds=2.0, size=(160, 120), gop=25)
+    prepared = prepared_for(src, tmp_path / "prep", [])
+    Path(aac_track_uri(prepared.audio_uri)).unlink()  # as an older prepared template would be
+    report = render_recipient(prepared, [tone_insert(tmp_path / "i.wav", 1000)], [], str(tmp_path / "o.mp4"))
+    assert report.mode == "splice" and report.copied_packets == 50
+    original, out = decode_audio(src)[0], decode_audio(report.output_uri)[0]
+    assert original.shape == out.shape
+    lo, hi = 2048, round(WINDOW[0] * 48000) - 2048
+    assert np.corrcoef(original[lo:hi], out[lo:hi])[0, 1] > 0.99
+
+
+def test_xvid_avi_with_packed_b_frames_and_ac3_keeps_every_frame_in_sync(tmp_path: Path) -> None:
+    """An AVI as Xvid writes it: B-frames packed with their P-frame, guessed timestamps out of order."""
+    src = tmp_path / "xvid.avi"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
+           "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2",
+           "-f", "lavfi", "-i", "sine=frequency=440:duration=2:sample_rate=48000",
+           "-c:v", "libxvid", "-bf", "2", "-c:a", "ac3", "-ac", "2", str(src)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    prepared = prepared_for(src, tmp_path / "prep", [*SPAN, *WINDOW])
+    assert prepared.mezzanine and prepared.source.audio_codec == "ac3"
+    report = render_recipient(prepared, [tone_insert(tmp_path / "a.wav", 1000)], [], str(tmp_path / "o.mp4"))
+    assert decode_errors(report.output_uri) == ""
+    original, out = decode_rgb(src), decode_rgb(report.output_uri)
+    assert len(out) == len(original)
+    assert min(psnr(a, b) for a, b in zip(original, out)) >= 40  # same frames, same order
+    # audio not shifted against the original: the tone's phase lines up before the window
+    a, b = decode_audio(src)[0], decode_audio(report.output_uri)[0]
+    lo, hi = 4800, round(WINDOW[0] * 48000) - 4800
+    assert np.corrcoef(a[lo:hi], b[lo:hi])[0, 1] > 0.99

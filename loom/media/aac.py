@@ -89,7 +89,14 @@ def recipient_audio(out, audio_uri: str, inserts: list[AudioInsert]) -> Iterator
     pcm, rate = stack.enter_context(open_pcm(audio_uri))
     mixer = Mixer(pcm, rate, inserts)
     track = aac_track_uri(audio_uri)
-    if not storage.exists(track):
+    source = None
+    if storage.exists(track):
+        path = stack.enter_context(storage.local_path(track, suffix=".m4a"))
+        source = stack.enter_context(av.open(str(path)))
+        ain = source.streams.audio[0]
+        if ain.time_base != Fraction(1, rate) or ain.codec_context.channels != mixer.channels:
+            source = None  # not this WAV's track: encode the whole mix instead
+    if source is None:
         stream = add_aac_stream(out, rate, mixer.channels)
 
         def encode_all() -> Iterator:
@@ -98,9 +105,6 @@ def recipient_audio(out, audio_uri: str, inserts: list[AudioInsert]) -> Iterator
 
         return encode_all()
 
-    path = stack.enter_context(storage.local_path(track, suffix=".m4a"))
-    source = stack.enter_context(av.open(str(path)))
-    ain = source.streams.audio[0]
     aout = out.add_stream_from_template(ain)
     aout.time_base = ain.time_base
     last_pts = ain.duration if ain.duration else (mixer.total // FRAME + 1) * FRAME

@@ -23,13 +23,20 @@ def read_frames(uri: str, first: int, stop: int, fmt: str = "rgb24") -> Iterator
         yield index, frame.to_ndarray(format=fmt)
 
 
-def read_video_frames(uri: str, first: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Like ``read_frames`` but yields the decoded ``av.VideoFrame`` (no pixel conversion)."""
+def read_video_frames(uri: str, first: int, stop: int, threads: bool = True) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Like ``read_frames`` but yields the decoded ``av.VideoFrame`` (no pixel conversion).
+
+    ``threads=False`` decodes on one thread: less CPU in all, for callers that run the decoder
+    beside another busy codec (the renderer's span encoder).
+    """
     if stop <= first:
         return
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if threads:
+            stream.thread_type = "AUTO"
+        else:
+            stream.thread_count = 1
         rate = Fraction(stream.average_rate or stream.guessed_rate)
         tb = stream.time_base
         start_pts = stream.start_time or 0

@@ -100,7 +100,12 @@ def make_mezzanine(source: VideoInfo, src_uri: str, cut_times: list[float], out_
 
     fps = working_rate(source)
     width, height = (source.height, source.width) if source.rotation in (90, 270) else (source.width, source.height)
-    filters = []
+    if source.constant_frame_rate:
+        # one output frame per decoded frame, renumbered: AVI's guessed timestamps (packed B-frames)
+        # can be out of order or start late, while the decoder's output order is the display order
+        filters = [f"setpts=N*{fps.denominator}/({fps.numerator}*TB)", f"fps={fps.numerator}/{fps.denominator}"]
+    else:  # variable frame rate: resample the timeline to a constant rate from the first frame
+        filters = ["setpts=PTS-STARTPTS", f"fps={fps.numerator}/{fps.denominator}"]
     if width % 2 or height % 2:  # x264 4:2:0 needs even sizes: extend by one smeared row/column
         pad_w, pad_h = width % 2, height % 2
         filters.append(f"pad={width + pad_w}:{height + pad_h}:0:0")
@@ -113,7 +118,7 @@ def make_mezzanine(source: VideoInfo, src_uri: str, cut_times: list[float], out_
                "-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1"]
         if filters:
             cmd += ["-vf", ",".join(filters)]
-        cmd += ["-fps_mode", "cfr", "-r", f"{fps.numerator}/{fps.denominator}", *mezzanine_x264_args(fps)]
+        cmd += ["-fps_mode", "passthrough", *mezzanine_x264_args(fps)]
         if force:
             cmd += ["-force_key_frames", force]
         cmd += ["-movflags", "+faststart", "-f", "mp4", str(target)]
@@ -182,11 +187,20 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
 
 
 def _video_start(uri: str) -> float:
-    """Presentation time of the first video frame (the audio WAV is aligned to it)."""
+    """Presentation time of the first video frame (the audio WAV is aligned to it).
+
+    AVI stores no presentation times: frame i is shown at i / fps from the first packet, and the
+    times FFmpeg guesses add the codec's B-frame delay, so there the first packet's time is used.
+    """
     import av
 
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
+        if container.format.name == "avi":
+            for packet in container.demux(stream):
+                if packet.dts is not None:
+                    return float(packet.dts * stream.time_base)
+            return 0.0
         first = None
         for packet in container.demux(stream):
             if packet.pts is not None and packet.size:
