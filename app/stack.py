@@ -94,10 +94,7 @@ class LocalStack:
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started (a crash, as far as Prefect can tell)."""
         proc = self.processes.pop(name)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _signal_tree(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
     def _spawn(self, name: str, args: list[str]) -> None:
@@ -158,18 +155,12 @@ class LocalStack:
         for name in sorted(self.processes, key=lambda n: n == "server"):
             proc = self.processes[name]
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
+                _signal_tree(proc.pid, signal.SIGTERM)
         for proc in self.processes.values():
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _signal_tree(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.processes.clear()
 
@@ -186,6 +177,37 @@ class LocalStack:
             if proc.poll() is not None:
                 return name
         return None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc). Workers start flow runs in new sessions, so a
+    signal to the worker's process group alone would leave its runs going."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    """Send ``sig`` to a process's group and to every process below it."""
+    targets = _descendants(pid)
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+    for child in targets:
+        try:
+            os.kill(child, sig)
+        except ProcessLookupError:
+            pass
 
 
 def run_stack(port: int = 4200) -> None:

@@ -15,6 +15,12 @@ lip-sync-sized patch with a new voice line, a 2 s text box, a 2 s logo box). Pri
 - ffmpeg: a full re-render of the same edits in one ffmpeg filter graph
 and the ratios render/floor, moviepy/render, ffmpeg/render, and render(120 s)/render(60 s), in
 wall-clock seconds and in CPU seconds (process + child processes; steadier on a shared machine).
+
+Then, end to end, ``loom personalize`` (a fresh process: start-up, speech, visual drawing,
+render, preview, lineage record) on a template whose edits total 7 s (a 2.5 s voice line, a 2.5 s
+text box, a 2 s logo): the first recipient prepares the template and checks that no Prefect module
+was imported; the second and third recipients (new values, so new speech) are timed. Their floor is
+a stream-copy remux plus encoding only the frames their render re-encoded.
 """
 
 from __future__ import annotations
@@ -252,6 +258,134 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "mode": report.mode}))
 """
 
 
+# ---------------------------------------------------------------- end to end: `loom personalize`
+
+PERSONALIZE_ROWS = [("Ada", "Acme"), ("Grace", "Globex"), ("Linus", "Initech")]
+
+CHECK_NO_PREFECT = """
+import sys
+from app.cli import app
+sys.argv = ["loom", *sys.argv[1:]]
+try:
+    app()
+except SystemExit as exc:
+    if exc.code:
+        raise
+bad = sorted(m for m in sys.modules if m == "prefect" or m.startswith("prefect."))
+if bad:
+    raise SystemExit(f"personalize imported Prefect: {bad[:5]}")
+"""
+
+
+def personalize_template(src: Path, scale: float, tmp: Path) -> Path:
+    """A template whose edits total 7 s: a 2.5 s voice line, a 2.5 s text box and a 2 s logo."""
+    import json
+
+    template = {
+        "id": f"bench-{src.parent.name}",
+        "base_video_path": str(src),
+        "voice_id": "presenter",
+        "voice_segments": [{"id": "greeting", "start_time": 5.0 * scale, "end_time": 5.0 * scale + 2.5,
+                            "template_text": "Hello {client_name}, thanks for your time!"}],
+        "visual_segments": [
+            {"id": "company", "segment_type": "text", "start_time": 20.0 * scale, "end_time": 20.0 * scale + 2.5,
+             "x": 0.05, "y": 0.05, "width": 0.30, "height": 0.10, "placeholder_key": "company_name"},
+            {"id": "logo", "segment_type": "image", "start_time": 40.0 * scale, "end_time": 40.0 * scale + 2.0,
+             "x": 0.75, "y": 0.70, "width": 0.15, "height": 0.20, "placeholder_key": "logo"},
+        ],
+    }
+    path = tmp / "template.json"
+    path.write_text(json.dumps(template, indent=2))
+    return path
+
+
+def personalize_rows(tmp: Path) -> list[Path]:
+    import json
+
+    from PIL import Image, ImageDraw
+
+    rows = []
+    for k, (name, company) in enumerate(PERSONALIZE_ROWS):
+        logo = tmp / f"logo-{k}.png"
+        img = Image.new("RGBA", (256, 256), (0, 0, 0, 0))
+        ImageDraw.Draw(img).ellipse((16, 16, 240, 240), fill=(60 + 70 * k, 120, 200 - 60 * k, 255))
+        img.save(logo)
+        row = tmp / f"row-{k}.json"
+        row.write_text(json.dumps({"client_name": name, "company_name": company, "logo": str(logo)}))
+        rows.append(row)
+    return rows
+
+
+def loom_personalize(template: Path, row: Path, out: Path, env: dict[str, str], check_prefect: bool = False) -> tuple[float, float]:
+    """(wall, cpu) of one `loom personalize` in a fresh process."""
+    loom = ROOT / ".venv" / "bin" / "loom"
+    args = ["personalize", "--template", str(template), "--data", str(row), "--out", str(out)]
+    cmd = [sys.executable, "-c", CHECK_NO_PREFECT, *args] if check_prefect else [str(loom), *args]
+    with Stopwatch() as watch:
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if result.returncode != 0 or not out.exists():
+        raise RuntimeError(f"loom personalize failed ({result.returncode}): {result.stderr[-2000:]}")
+    return watch.both
+
+
+def time_floor_spans(video_uri: str, base_video: str, spans: list[tuple[int, int]], tmp: Path) -> tuple[float, float]:
+    """(wall, cpu) of the floor for a render that re-encoded ``spans``: stream-copy remux of the whole
+    recording plus encoding only those frames (decoded beforehand, not timed)."""
+    import av
+
+    from loom.media import h264
+    from loom.media.frames import read_video_frames
+    from loom.media.probe import probe_video
+    from loom.media.render import _span_encoder
+
+    with Stopwatch() as remux, av.open(base_video) as src, \
+            av.open(str(tmp / "remux.mp4"), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream_index]
+            out.mux(packet)
+    frames = [[f for _, f in read_video_frames(video_uri, a, b)] for a, b in spans]
+    with av.open(video_uri) as c:
+        vin = c.streams.video[0]
+        encoder, _ = _span_encoder(probe_video(video_uri), vin, h264.AvcConfig.parse(vin.codec_context.extradata))
+    with Stopwatch() as encode:
+        for run_frames in frames:
+            for _ in encoder.encode(run_frames):
+                pass
+    return remux.wall + encode.wall, remux.cpu + encode.cpu
+
+
+def bench_personalize(src: Path, scale: float, tmp: Path) -> dict:
+    """`loom personalize` for a first recipient (prepares), then two more, each timed, with its floor."""
+    import json
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)  # a fresh home: nothing prepared, no speech cached
+    tmp.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(LOOM_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT))
+    template = personalize_template(src, scale, tmp)
+    rows = personalize_rows(tmp)
+    result: dict[str, tuple[float, float]] = {}
+    result["first_recipient_with_prepare"] = loom_personalize(template, rows[0], tmp / "p0.mp4", env, check_prefect=True)
+    later = [loom_personalize(template, row, tmp / f"p{k}.mp4", env) for k, row in enumerate(rows[1:], 1)]
+    for k, t in enumerate(later, 2):
+        result[f"recipient_{k}"] = t
+    result["personalize"] = min(later)
+    record = json.loads((tmp / "p1.json").read_text())
+    spans = [tuple(s) for s in record["render"]["reencoded_spans"]]
+    prepared_json = next((tmp / "home" / "prepared").glob("*/*/prepared.json"))
+    from loom.prepared import PreparedTemplate
+
+    prepared = PreparedTemplate.model_validate_json(prepared_json.read_text())
+    floors = [time_floor_spans(prepared.working_video_uri, str(src), spans, tmp) for _ in range(3)]
+    result["floor"] = (min(f[0] for f in floors), min(f[1] for f in floors))
+    result["render_in_personalize"] = (float(record["render"]["seconds"]), float("nan"))
+    return {"times": result, "reencoded": sum(b - a for a, b in spans), "record_seconds": record["seconds"]}
+
+
 def bench_one(seconds: int, size: tuple[int, int], scale: float, tmp: Path, naive: bool) -> dict:
     """(wall, cpu) seconds of each measurement for one recording length."""
     import json
@@ -302,6 +436,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="30 s and 60 s at 640x360, edits scaled to fit (still 7 s)")
     parser.add_argument("--keep", help="folder to keep the inputs and outputs in")
     parser.add_argument("--no-naive", action="store_true", help="skip the moviepy and ffmpeg full re-renders")
+    parser.add_argument("--no-personalize", action="store_true", help="skip the end-to-end `loom personalize` runs")
+    parser.add_argument("--only-personalize", action="store_true", help="only the end-to-end `loom personalize` runs")
     parser.add_argument("--lengths", help="two recording lengths in seconds, e.g. 60,600 (default 60,120; quick 30,60)")
     opts = parser.parse_args()
     size, (short, long_), scale = ((640, 360), (30, 60), 0.5) if opts.quick else ((1280, 720), (60, 120), 1.0)
@@ -310,6 +446,10 @@ def main() -> None:
     base = Path(opts.keep) if opts.keep else Path(tempfile.mkdtemp(prefix="loom-bench-"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"inputs: {size[0]}x{size[1]} {FPS} fps H.264, {short} s and {long_} s, 7 s of edits; work dir {base}")
+    load = os.getloadavg()
+    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if opts.only_personalize:
+        return report_personalize(base, short, long_, size, scale)
     results = {}
     for seconds in (short, long_):
         results[seconds] = bench_one(seconds, size, scale, base / f"{seconds}s", not opts.no_naive)
@@ -327,6 +467,29 @@ def main() -> None:
           f"cpu {b['render'][1] / a['render'][1]:.2f}x; fresh process: wall "
           f"{b['render_fresh_process'][0] / a['render_fresh_process'][0]:.2f}x, "
           f"cpu {b['render_fresh_process'][1] / a['render_fresh_process'][1]:.2f}x")
+    if not opts.no_personalize:
+        report_personalize(base, short, long_, size, scale)
+
+
+def report_personalize(base: Path, short: int, long_: int, size: tuple[int, int], scale: float) -> None:
+    results = {}
+    for seconds in (short, long_):
+        src = base / f"{seconds}s" / "recording.mp4"
+        if not src.exists():
+            src.parent.mkdir(parents=True, exist_ok=True)
+            make_recording(src, seconds, size)
+        results[seconds] = r = bench_personalize(src, scale, base / f"{seconds}s" / "personalize")
+        t = r["times"]
+        print(f"\n`loom personalize`, {seconds} s recording (7 s of edits; {r['reencoded']} frames re-encoded)")
+        print(f"  {'':28s} {'wall s':>8s} {'cpu s':>8s}")
+        for key, (wall, cpu) in t.items():
+            print(f"  {key:28s} {wall:8.2f} {cpu:8.2f}")
+        print(f"  {'personalize / floor':28s} {t['personalize'][0] / t['floor'][0]:7.2f}x {t['personalize'][1] / t['floor'][1]:7.2f}x")
+        print(f"  {'render step / floor':28s} {t['render_in_personalize'][0] / t['floor'][0]:7.2f}x")
+    a, b = results[short]["times"], results[long_]["times"]
+    print(f"\npersonalize {long_} s / {short} s: wall {b['personalize'][0] / a['personalize'][0]:.2f}x, "
+          f"cpu {b['personalize'][1] / a['personalize'][1]:.2f}x")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -146,24 +146,27 @@ def campaign(
     )
     if plan.to_make:
         prepare_template_fresh(tpl)  # once, before the fan-out: children hit the cache
-    by_number = {e.row.number: e for e in plan.entries}
     if scale_out and rows is None:
         _run_batches(template, sheet, plan, concurrency, batch_size, progress_id)
     elif plan.to_make:
         # The pool bounds how many recipients are made at once. Processes by default: the engine's
         # Python-heavy steps hold the GIL, so threads would take turns on one core.
-        runner_type = ProcessPoolTaskRunner if workers == "processes" else ThreadPoolTaskRunner
-        with runner_type(max_workers=min(concurrency, len(plan.to_make))) as runner:
-            futures = [
+        parallel = min(concurrency, len(plan.to_make))
+        runner_type = ProcessPoolTaskRunner if workers == "processes" and parallel > 1 else ThreadPoolTaskRunner
+        with runner_type(max_workers=parallel) as runner:
+            futures = {
                 runner.submit(
                     make_recipient,
                     parameters={"template": template, "number": e.row.number, "values": e.row.values, "output_uri": e.output_uri},
-                )
+                ): e
                 for e in plan.to_make
-            ]
-            for future in as_completed(futures):
-                outcome = future.result()
-                entry = by_number[outcome.number]
+            }
+            for future in as_completed(list(futures)):
+                entry = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the worker process itself died (e.g. out of memory)
+                    outcome = RowOutcome(number=entry.row.number, status="failed", error=failure_line(exc))
                 entry.status, entry.error, entry.seconds = outcome.status, outcome.error, outcome.seconds
                 _write_manifest(manifest_uri, plan.entries)  # current after every row: a kill loses nothing
                 update_progress_artifact(progress_id, _progress(plan))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -50,8 +52,37 @@ class RecipientResult(BaseModel):
 # ---------------------------------------------------------------- template (once per version)
 
 
+def base_video_digest(uri: str) -> str:
+    """SHA-256 of the base video, remembered per (path, size, mtime_ns) under ``$LOOM_HOME/digests``
+    so a later process does not re-read a long recording; remote or unsure: hashed again."""
+    if storage.is_remote(uri) or storage.is_remote(storage.home()):
+        return storage.file_digest(uri)
+    path = Path(uri).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return storage.file_digest(uri)
+    stamp = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    memo = Path(storage.home()) / "digests" / f"{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.txt"
+    try:
+        saved_stamp, digest = memo.read_text().split("\n")[:2]
+        if saved_stamp == stamp and len(digest) == 64:
+            return digest
+    except (OSError, ValueError):
+        pass
+    digest = storage.file_digest(uri)
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(f"{stamp}\n{digest}\n")
+        partial.replace(memo)
+    except OSError:
+        pass  # a read-only home only costs the hash next time
+    return digest
+
+
 def template_version(template: Template) -> str:
-    video_digest = storage.file_digest(template.base_video_path)
+    video_digest = base_video_digest(template.base_video_path)
     payload = f"{video_digest}:{template.content_hash()}:{PREPARE_CODE_VERSION}"
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -78,14 +109,15 @@ def load_prepared(template: Template) -> PreparedTemplate | None:
 
 def prepare_template(template: Template) -> PreparedTemplate:
     """Everything recipient-independent, once per template version (stored and reused)."""
+    cached = load_prepared(template)
+    if cached is not None:
+        return cached
+    # imported only when preparing: a later recipient's process does not load them
     from loom.lipsync.faces import detect_faces
     from loom.media.prepare import prepare_media
     from loom.media.probe import probe_video
     from loom.visual.tracking import track_segment
 
-    cached = load_prepared(template)
-    if cached is not None:
-        return cached
     version = template_version(template)
     root = prepared_root(template, version)
     source = probe_video(template.base_video_path)
@@ -149,6 +181,9 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
 
     if not segment.lipsync or segment.id not in prepared.faces:
         return None
+    if _wav2lip_unconfigured() and "loom.lipsync.engine" not in sys.modules:
+        _warn_no_checkpoint()  # the engine would skip too; not importing it saves torch's import
+        return None
     out_uri = storage.join(workdir, f"lipsync-{segment.id}.npz")
     if get_settings().lipsync_backend == "synclabs":
         from loom.lipsync.synclabs import synclabs_segment
@@ -157,6 +192,27 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
     from loom.lipsync.engine import lipsync_segment
 
     return lipsync_segment(prepared, segment, insert, out_uri)
+
+
+_warned_no_checkpoint = False
+
+
+def _wav2lip_unconfigured() -> bool:
+    from loom.settings import get_settings
+
+    settings = get_settings()
+    return settings.lipsync_backend == "wav2lip" and not settings.wav2lip_checkpoint
+
+
+def _warn_no_checkpoint() -> None:
+    """The engine's once-per-process warning (``loom.lipsync.engine.NO_CHECKPOINT``), without torch."""
+    global _warned_no_checkpoint
+    if not _warned_no_checkpoint:
+        _warned_no_checkpoint = True
+        logging.getLogger("loom.lipsync").warning(
+            "lip-sync skipped: no Wav2Lip checkpoint is configured (set LOOM_WAV2LIP_CHECKPOINT or the wav2lip "
+            "block to wav2lip.pth / wav2lip_gan.pth); the new voice is used over the original mouth"
+        )
 
 
 def draw_visual(prepared: PreparedTemplate, segment: VisualSegment, values: dict[str, str], workdir: str) -> PatchSetRef:
@@ -190,8 +246,13 @@ def publish(
     warnings = list(prepared.qa)
     for ps in patch_sets:
         warnings.extend(str(w) for w in ps.qa.get("warnings", []) or [])
-    from loom.lipsync.engine import checkpoint_digest
+    from loom.settings import get_settings
 
+    checkpoint = None
+    if get_settings().wav2lip_checkpoint:  # the engine (and torch) only when there is one to name
+        from loom.lipsync.engine import checkpoint_digest
+
+        checkpoint = checkpoint_digest()
     result = RecipientResult(
         template_id=prepared.template.id,
         template_version=prepared.version,
@@ -203,7 +264,7 @@ def publish(
         voice=inserts,
         patches=patch_sets,
         render=render,
-        lipsync_checkpoint=checkpoint_digest(),
+        lipsync_checkpoint=checkpoint,
         warnings=warnings,
         seconds=round(time.perf_counter() - started, 3),
     )

@@ -69,10 +69,18 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+# One fake ElevenLabs and one stack per test session, however many test modules import these
+# fixtures (each importing module would otherwise get its own session-scoped copy).
+_SHARED: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
-def fake_elevenlabs() -> Iterator[FakeElevenLabs]:
-    with FakeElevenLabs(api_key=API_KEY, voices=(VOICE_ID,)) as fake:
-        yield fake
+def fake_elevenlabs(request: pytest.FixtureRequest) -> FakeElevenLabs:
+    if "fake" not in _SHARED:
+        fake = FakeElevenLabs(api_key=API_KEY, voices=(VOICE_ID,)).__enter__()
+        request.config.add_cleanup(fake.__exit__)
+        _SHARED["fake"] = fake
+    return _SHARED["fake"]  # type: ignore[return-value]
 
 
 def speech_requests(fake: FakeElevenLabs) -> int:
@@ -80,12 +88,14 @@ def speech_requests(fake: FakeElevenLabs) -> int:
 
 
 @pytest.fixture(scope="session")
-def prefect_stack(tmp_path_factory: pytest.TempPathFactory, fake_elevenlabs: FakeElevenLabs) -> Iterator[object]:
+def prefect_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, fake_elevenlabs: FakeElevenLabs) -> object:
     """One real Prefect server (SQLite in a temp PREFECT_HOME) with pools, deployments and workers.
 
     Only the stack's processes get its environment (their own LOOM_HOME, the fake ElevenLabs);
     this process talks to the server through ``use_stack``.
     """
+    if "stack" in _SHARED:
+        return _SHARED["stack"]
     from app.stack import LocalStack, free_port
 
     root = tmp_path_factory.mktemp("stack")
@@ -101,16 +111,17 @@ def prefect_stack(tmp_path_factory: pytest.TempPathFactory, fake_elevenlabs: Fak
     }
     stack = LocalStack(port=free_port(), env=env, log_dir=root / "logs")
     stack.start()
+    request.config.add_cleanup(stack.stop)
     stack.root = root  # type: ignore[attr-defined]
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    _SHARED["stack"] = stack
+    return stack
 
 
 @pytest.fixture
-def use_stack(prefect_stack: object) -> Iterator[object]:
-    """Flows called in this test process report to the stack's server."""
+def use_stack(prefect_stack: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """Flows called in this test process (and processes it spawns) report to the stack's server."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_stack.api_url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("PREFECT_LOGGING_TO_API_ENABLED", "false")
     from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
     # Logs stay local: the stack is stopped at the end of the session, before the log shipper.

@@ -198,7 +198,8 @@ def test_valid_job_reaches_the_orchestrator(client: TestClient) -> None:
         "/jobs", json=_job(logo="https://cdn.example.com/acme.png", webhook_url="https://crm.example.com/hook"),
         headers={"X-API-Key": KEY},
     )
-    assert r.status_code == 503 and "PREFECT_API_URL" in r.text
+    # No Prefect API (or, when another test module's harness is up, no deployment): 503 saying what to do.
+    assert r.status_code == 503 and ("PREFECT_API_URL" in r.text or "loom up" in r.text)
 
 
 def test_rate_limit_per_key_is_429(home: Path) -> None:

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from tests.media_fixtures import decode_rgb, make_clip
+from tests.media_fixtures import decode_rgb, make_clip, psnr
 
 LOOM = [sys.executable, "-m", "app.cli"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,9 +82,12 @@ def test_personalize_unseen_template_prints_output_last(tmp_path: Path) -> None:
     assert "offline voice" in proc.stderr  # said once, since no ElevenLabs key is set
     original, made = decode_rgb(video), decode_rgb(out)
     assert len(made) == len(original)
-    # the video differs from the base only inside its visual segments' frames (0.4 s - 1.6 s at 25 fps)
-    changed = [i for i, (a, b) in enumerate(zip(original, made)) if np.abs(a.astype(int) - b.astype(int)).max() > 40]
-    assert changed and min(changed) >= 10 and max(changed) < 40
+    # the video differs from the base only inside its visual segments' frames (0.4 s - 1.6 s at 25 fps):
+    # frames outside may be re-encoded (their GOP holds a cut) but stay >= 42 dB
+    outside = [psnr(a, b) for i, (a, b) in enumerate(zip(original, made)) if not 10 <= i < 40]
+    inside = [psnr(a, b) for a, b in zip(original[10:40], made[10:40])]
+    assert min(outside) >= 42
+    assert max(inside) < 35
 
 
 @pytest.mark.parametrize("command", ["serve", "up"])

@@ -1,7 +1,7 @@
 """Composite RGBA patches onto decoded frames, converting only the pixels under the patches.
 
-A decoded 4:2:0 frame stays in YUV: the area under the patches is converted to RGB (the frame's
-own matrix and range), composited with ``loom.media.patches.apply_patches`` and converted back;
+A decoded 4:2:0 frame stays in YUV: each patch's RGB is converted with the frame's own matrix and
+range and alpha-blended into the planes (the same as blending in RGB, the conversion being linear);
 luma changes only where a patch has alpha, chroma only in the 2x2 blocks such pixels touch. So
 pixels outside the boxes are exactly the decoded original's, and the cost follows the box area,
 not the frame size.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from loom.media.patches import Patch, apply_patches
+from loom.media.patches import Patch
 
 # (Kr, Kb) of the matrices; FFmpeg's AVColorSpace values: 1 = BT.709, 9/10 = BT.2020, others BT.601
 _MATRIX = {1: (0.2126, 0.0722), 9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
@@ -21,20 +21,6 @@ _BT601 = (0.299, 0.114)
 def _coefficients(colorspace: int | None) -> tuple[float, float, float]:
     kr, kb = _MATRIX.get(int(colorspace or 0), _BT601)
     return kr, 1.0 - kr - kb, kb
-
-
-def _to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, cs: int | None, full: bool) -> np.ndarray:
-    kr, kg, kb = _coefficients(cs)
-    if full:
-        yf, uf, vf = y.astype(np.float32), u.astype(np.float32) - 128, v.astype(np.float32) - 128
-    else:
-        yf = (y.astype(np.float32) - 16) * (255 / 219)
-        uf = (u.astype(np.float32) - 128) * (255 / 224)
-        vf = (v.astype(np.float32) - 128) * (255 / 224)
-    r = yf + 2 * (1 - kr) * vf
-    b = yf + 2 * (1 - kb) * uf
-    g = (yf - kr * r - kb * b) / kg
-    return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _to_yuv(rgb: np.ndarray, cs: int | None, full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,41 +36,50 @@ def _to_yuv(rgb: np.ndarray, cs: int | None, full: bool) -> tuple[np.ndarray, np
 
 def patch_yuv420p(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray, patches: list[Patch],
                   colorspace: int | None = None, full_range: bool = False) -> None:
-    """Composite ``patches`` into 4:2:0 planes, in place (luma (h, w), chroma (h/2, w/2))."""
+    """Composite ``patches`` into 4:2:0 planes, in place (luma (h, w), chroma (h/2, w/2)).
+
+    The blend runs in YUV: the matrix is linear, so blending the patch's YUV over the frame's
+    equals blending in RGB and converting, without converting the frame's pixels to RGB and back.
+    Chroma is blended at full resolution and averaged back over each 2x2 block a patch touches.
+    """
     h, w = y_plane.shape
     boxes = []
     for p in patches:
         ph, pw = p.rgba.shape[:2]
         x0, y0, x1, y1 = max(0, p.x), max(0, p.y), min(w, p.x + pw), min(h, p.y + ph)
         if x1 > x0 and y1 > y0:
-            boxes.append((x0, y0, x1, y1))
+            boxes.append((p, x0, y0, x1, y1))
     if not boxes:
         return
     # one even-aligned crop around every box, so chroma samples map 1:2 onto it
-    cx0 = min(b[0] for b in boxes) & ~1
-    cy0 = min(b[1] for b in boxes) & ~1
-    cx1 = min(w, (max(b[2] for b in boxes) + 1) & ~1)
-    cy1 = min(h, (max(b[3] for b in boxes) + 1) & ~1)
+    cx0 = min(b[1] for b in boxes) & ~1
+    cy0 = min(b[2] for b in boxes) & ~1
+    cx1 = min(w, (max(b[3] for b in boxes) + 1) & ~1)
+    cy1 = min(h, (max(b[4] for b in boxes) + 1) & ~1)
     yc = y_plane[cy0:cy1, cx0:cx1]
     uc = u_plane[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2]
     vc = v_plane[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2]
     up = lambda c: np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)[: yc.shape[0], : yc.shape[1]]  # noqa: E731
-    rgb = _to_rgb(yc, up(uc), up(vc), colorspace, full_range)
-    shifted = [Patch(x=p.x - cx0, y=p.y - cy0, rgba=p.rgba) for p in patches]
-    apply_patches(rgb, shifted)
+    yf = yc.astype(np.float32)
+    uf, vf = up(uc).astype(np.float32), up(vc).astype(np.float32)
     touched = np.zeros(yc.shape, bool)
-    for p in shifted:
-        ph, pw = p.rgba.shape[:2]
-        x0, y0 = max(0, p.x), max(0, p.y)
-        x1, y1 = min(touched.shape[1], p.x + pw), min(touched.shape[0], p.y + ph)
-        if x1 > x0 and y1 > y0:
-            touched[y0:y1, x0:x1] |= p.rgba[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x, 3] > 0
-    ny, nu, nv = _to_yuv(rgb, colorspace, full_range)
-    np.copyto(yc, np.clip(ny + 0.5, 0, 255).astype(np.uint8), where=touched)
+    for p, x0, y0, x1, y1 in boxes:
+        src = p.rgba[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
+        opaque = src[..., 3] > 0
+        if not opaque.any():
+            continue
+        alpha = src[..., 3].astype(np.float32) * (1.0 / 255.0)
+        keep = 1.0 - alpha
+        py, pu, pv = _to_yuv(src[..., :3], colorspace, full_range)
+        box = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+        for plane, new in ((yf, py), (uf, pu), (vf, pv)):
+            plane[box] = new * alpha + plane[box] * keep
+        touched[box] |= opaque
+    np.copyto(yc, np.clip(yf + 0.5, 0, 255).astype(np.uint8), where=touched)
     hh, ww = yc.shape[0] // 2, yc.shape[1] // 2
     t = touched[: hh * 2, : ww * 2]
     block = t[0::2, 0::2] | t[1::2, 0::2] | t[0::2, 1::2] | t[1::2, 1::2]
-    for plane, new in ((uc, nu), (vc, nv)):
+    for plane, new in ((uc, uf), (vc, vf)):
         n = new[: hh * 2, : ww * 2]
         mean = (n[0::2, 0::2] + n[1::2, 0::2] + n[0::2, 1::2] + n[1::2, 1::2]) * 0.25
         np.copyto(plane[:hh, :ww], np.clip(mean + 0.5, 0, 255).astype(np.uint8), where=block)
