@@ -6,8 +6,10 @@ never stops the others: the manifest (``manifest.csv`` in the output folder, als
 artifact) says what happened to each row and why. Planning and the manifest come from
 ``loom.campaign``, shared with the CLI's campaign without Prefect; only the fan-out differs.
 
-Locally the recipients run in this process as subflows (the SQLite server fails beyond a few
-concurrent subflow runs, so ``concurrency`` stays small). With ``scale_out`` the valid rows are
+Locally the recipients run as subflows in a pool of ``concurrency`` worker processes (the engine's
+Python-heavy steps hold the GIL, so threads would share one core; ``workers="threads"`` is there
+for one-at-a-time runs). The SQLite server fails beyond a few concurrent subflow runs, so
+``concurrency`` stays small locally. With ``scale_out`` the valid rows are
 split into batches and each batch runs as a child run of this same deployment on the CPU pool,
 so many machines share a large sheet and per-run overhead is paid per batch, not per row.
 """

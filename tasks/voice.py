@@ -22,15 +22,12 @@ from tasks.caching import ContentKey
 from tasks.retries import network_retry_options
 
 
-def speech_key(spoken_text: str, voice_id: str) -> str:
-    """The engine's cache key of the speech clip for this text and voice (provider and settings included)."""
-    return speech_cache_key(spoken_text, voice_id)
-
-
 def line_key(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
-    """What decides a fitted line: the prepared template, the window, the written text and the speech."""
+    """What decides a fitted line: the prepared template, the window, the written text and the speech
+    (the engine's speech cache key: provider, voice, model, settings and spoken text)."""
     text, spoken = render_line(segment.template_text, values)
-    return hash_objects(prepared.version, segment.model_dump(mode="json"), text, speech_key(spoken, prepared.template.voice_id)) or ""
+    speech = speech_cache_key(spoken, prepared.template.voice_id)
+    return hash_objects(prepared.version, segment.model_dump(mode="json"), text, speech) or ""
 
 
 def line_dir(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:

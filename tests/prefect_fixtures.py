@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +127,11 @@ def use_stack(prefect_stack: object, monkeypatch: pytest.MonkeyPatch) -> Iterato
     settings = {PREFECT_API_URL: prefect_stack.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}  # type: ignore[attr-defined]
     with temporary_settings(settings):
         yield prefect_stack
+        # Send this test's events while the server is still the stack's: left for exit, they would
+        # go to a fresh ephemeral server that knows none of these runs.
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=15, at_exit=False)
 
 
 def api(stack: object) -> httpx.Client:
