@@ -1,6 +1,6 @@
 """Per-recipient render cost of the smart-cut renderer against the floor and naive full re-renders.
 
-    .venv/bin/python benchmarks/bench_render.py [--quick] [--keep DIR]
+    .venv/bin/python benchmarks/bench_render.py [--quick] [--keep DIR] [--no-naive] [--no-personalize | --only-personalize]
 
 Makes its own inputs with the ffmpeg binary: a 60 s and a 120 s 1280x720 30 fps H.264 recording
 (x264 defaults: 250-frame GOPs, B-frames; AAC audio) and the same 7 s of edits on both (a 3 s

@@ -8,7 +8,6 @@ the orchestrator adds retries, caching and artifacts.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -33,15 +32,6 @@ from tasks.voice import remade_if_missing, voice_line
 SEGMENT_WORKERS = 4
 
 
-def output_uri(template: Template, key: str, output: str | None) -> str:
-    """Where the video goes: ``output`` as given, ``output/<key>.mp4`` for a folder, else the default."""
-    if output is None:
-        return pipeline.default_output(template, key)
-    if not output.endswith(".mp4") and not Path(output).suffix:
-        return storage.join(output, f"{key}.mp4")
-    return output
-
-
 def gpu_pool_configured() -> bool:
     return bool(get_settings().gpu_pool)
 
@@ -55,7 +45,7 @@ def personalize_recipient(template: str, data: dict[str, str], output: str | Non
     check_row(tpl, data)  # bad input fails before any expensive work
     prepared = prepare_template_fresh(tpl)
     values, key = pipeline.resolve_recipient(tpl, prepared, data)
-    out_uri = output_uri(tpl, key, output)
+    out_uri = pipeline.output_uri(tpl, key, output)
     workdir = pipeline.recipient_workdir(prepared, key)
 
     voice_futures = [voice_line.submit(prepared, seg, values) for seg in tpl.voice_segments]

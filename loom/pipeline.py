@@ -164,6 +164,15 @@ def default_output(template: Template, key: str) -> str:
     return storage.join(storage.home(), "outputs", template.id, f"{key}.mp4")
 
 
+def output_uri(template: Template, key: str, out: str | None) -> str:
+    """Where the video goes: ``out`` as given, ``out/<key>.mp4`` for a folder, else the default."""
+    if out is None:
+        return default_output(template, key)
+    if not out.endswith(".mp4") and not Path(out).suffix:
+        return storage.join(out, f"{key}.mp4")
+    return out
+
+
 def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str], workdir: str) -> AudioInsert:
     """Speak the line with the recipient's values and fit it into the segment's window."""
     from loom.voice.fit import fit_line_to_window
@@ -285,9 +294,7 @@ def personalize(template: Template | str, data: dict[str, object], out: str | No
     check_row(template, data)  # bad input fails before any expensive work
     prepared = prepare_template(template)
     values, key = resolve_recipient(template, prepared, data)
-    out_uri = out or default_output(template, key)
-    if out is not None and not out.endswith(".mp4") and not Path(out).suffix:
-        out_uri = storage.join(out, f"{key}.mp4")
+    out_uri = output_uri(template, key, out)
     workdir = recipient_workdir(prepared, key)
     inserts = [voice_line(prepared, seg, values, workdir) for seg in template.voice_segments]
     patch_sets: list[PatchSetRef] = []
