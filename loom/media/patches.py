@@ -8,6 +8,7 @@ sets first, visual sets after.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ class PatchSet:
         return len(self.frames)
 
     def save(self, uri: str) -> str:
+        """One ``.npz`` (``np.load`` reads it), deflated at level 1: as small as numpy's default
+        level on patch pixels at a fraction of the CPU (seconds for a lip-sync window's patches)."""
         arrays: dict[str, np.ndarray] = {}
         index = []
         for frame, patches in sorted(self.frames.items()):
@@ -47,7 +50,10 @@ class PatchSet:
                 index.append([frame, k, int(p.x), int(p.y)])
         arrays["index"] = np.asarray(index, dtype=np.int64).reshape(-1, 4)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
         return storage.write_bytes(uri, buf.getvalue())
 
     @classmethod
