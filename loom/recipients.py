@@ -12,8 +12,6 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from loom import storage
 from loom.errors import InputError
 from loom.template import Template, render_text
@@ -58,7 +56,7 @@ class CheckedRow:
 def _clean_cell(value: object) -> str:
     if value is None:
         return ""
-    if isinstance(value, float) and pd.isna(value):
+    if isinstance(value, float) and value != value:  # NaN: an empty cell as pandas reads it
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -184,6 +182,8 @@ def read_rows(uri: str) -> list[Row]:
             raise InputError("data", "must be a JSON object of placeholder values", 'e.g. {"client_name": "Ada"}')
         records = parsed
     else:
+        import pandas as pd  # only sheets need it (~0.2-0.6 s to import)
+
         text = _decode_csv(data, uri)
         try:
             frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from loom import storage
 from loom.edits import AudioInsert
@@ -148,8 +146,19 @@ def _fade_edges(mono: np.ndarray, rate: int) -> np.ndarray:
 def _resample(mono: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return mono.astype(np.float32)
-    common = gcd(rate, target)
-    return resample_poly(mono.astype(np.float64), target // common, rate // common).astype(np.float32)
+    # FFmpeg's resampler (PyAV is loaded anyway); scipy.signal would cost ~1 s of import per process.
+    import av
+
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono, dtype=np.float32)[None, :], format="fltp", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="fltp", layout="mono", rate=target)
+    parts = [f.to_ndarray()[0] for f in resampler.resample(frame)]
+    parts += [f.to_ndarray()[0] for f in resampler.resample(None)]
+    out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    expected = round(mono.size * target / rate)
+    if out.size < expected:
+        out = np.pad(out, (0, expected - out.size))
+    return out[:expected].astype(np.float32)
 
 
 def window_samples(start: float, end: float, rate: int) -> tuple[int, int]:
