@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +32,7 @@ from loom.lipsync.blend import blend_mouth
 from loom.lipsync.checkpoint import load_wav2lip, short_digest
 from loom.lipsync.faces import FaceBox, FaceTrack, detect_faces, load_face_track
 from loom.lipsync.model import FACE_SIZE, Wav2Lip
-from loom.media.frames import read_frames
+from loom.media.frames import prefetched, read_frames
 from loom.media.patches import Patch, PatchSet, apply_patches
 from loom.media.probe import probe_video
 from loom.prepared import PreparedTemplate
@@ -137,49 +135,8 @@ def _warn_no_checkpoint() -> None:
 
 # ------------------------------------------------------------------ frames in, patches out
 
-T = TypeVar("T")
-_END = object()
 # Blending is OpenCV/numpy work that releases the GIL: a few threads keep up with a GPU.
 _blend_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="lipsync-blend")
-
-
-def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
-    """Produce ``items`` on a thread, ``depth`` ahead, so decoding overlaps the model (FFmpeg and
-    the GPU release the GIL). Errors surface in the consumer; stopping early stops the producer."""
-    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="lipsync-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = box.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 @dataclass

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -65,3 +68,47 @@ def read_video_frames(uri: str, first: int, stop: int, threads: bool = True) -> 
             if index >= stop:
                 break
             yield index, frame
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Produce ``items`` on a thread, ``depth`` ahead, so decoding overlaps the consumer's work
+    (FFmpeg, encoders and the GPU release the GIL). Errors surface in the consumer; stopping early
+    stops the producer."""
+    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="loom-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from loom import storage
 from loom.edits import AudioInsert, PatchSetRef
+from loom.media.frames import prefetched
 from loom.media.probe import VideoInfo
 from loom.prepared import PreparedTemplate
 
@@ -141,45 +142,6 @@ def patch_frame(frame, patches: list):  # noqa: ANN001, ANN201
     rgb = frame.to_ndarray(format="rgb24")
     apply_patches(rgb, patches)
     return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=frame.format.name)
-
-
-def _prefetch(items: Iterator, depth: int = 8) -> Iterator:
-    """Run a generator on a worker thread, ``depth`` items ahead: the span's decoding and patching
-    overlap the encoder's work (both release the GIL in their C code)."""
-    import queue
-    import threading
-
-    done = object()
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                q.put(item)
-            q.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            q.put(exc)
-
-    thread = threading.Thread(target=work, name="loom-span-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
 
 
 def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, list]) -> Iterator:
@@ -315,7 +277,7 @@ def splice_video(
                 encoder.crf = crf
             for first, stop in regions:
                 idr_at = [f - first for f in forced if first <= f < stop]
-                frames = _prefetch(_frames_with_patches(str(path), first, stop, patches))
+                frames = prefetched(_frames_with_patches(str(path), first, stop, patches))
                 packets = list(encoder.encode(frames, idr_at=idr_at))
                 if len(packets) != stop - first:
                     raise SpliceImpossible(f"encoder gave {len(packets)} packets for {stop - first} frames")

@@ -4,6 +4,7 @@ replaces, or a logo fitted inside. Rendered once per segment; ``draw`` warps it 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -71,19 +72,42 @@ def _place_x(line: InkLine, width: float, pad: float, align: str) -> float:
     return (width - line.width) / 2
 
 
-def text_content(value: str, segment: VisualSegment, first_frame: np.ndarray, base: Box) -> Content:
-    """The new text at the base box size, looking like the text it replaces."""
+def measure_text_look(segment: VisualSegment, first_frame: np.ndarray, base: Box) -> TextLook:
+    """How the original text in the base box looks (colour, weight, size, baseline, alignment),
+    measured against the box with the text removed. Recipient-independent: prepare stores it."""
     chain = font_chain(_font_path(segment))
-    style = segment.style
     g = geometry(base, base, first_frame.shape[1], first_frame.shape[0])
     cx0, cy0, cx1, cy1 = g.crop
     crop = first_frame[cy0:cy1, cx0:cx1]
     cleaned = remove_content(crop, mask_in_crop(g), FIT_RING).image
     bx0, by0 = int(round(base[0])) - cx0, int(round(base[1])) - cy0
     bw, bh = base_canvas(base)
-    look: TextLook = sample_text_look(
-        crop[by0 : by0 + bh, bx0 : bx0 + bw], cleaned[by0 : by0 + bh, bx0 : bx0 + bw], chain
+    return sample_text_look(crop[by0 : by0 + bh, bx0 : bx0 + bw], cleaned[by0 : by0 + bh, bx0 : bx0 + bw], chain)
+
+
+def look_to_dict(look: TextLook) -> dict[str, object]:
+    return dataclasses.asdict(look)
+
+
+def look_from_dict(data: dict[str, object]) -> TextLook:
+    """The inverse of ``look_to_dict`` after a JSON round trip (lists back to tuples)."""
+    ink = data.get("ink_box")
+    return TextLook(
+        color=tuple(int(v) for v in data["color"]),  # type: ignore[arg-type, union-attr]
+        bold=bool(data["bold"]),
+        cap_height=float(data["cap_height"]),  # type: ignore[arg-type]
+        baseline=float(data["baseline"]),  # type: ignore[arg-type]
+        align=str(data["align"]),
+        found=bool(data["found"]),
+        ink_box=tuple(int(v) for v in ink) if ink is not None else None,  # type: ignore[arg-type, union-attr]
     )
+
+
+def text_content(value: str, segment: VisualSegment, look: TextLook, base: Box) -> Content:
+    """The new text at the base box size, looking like the text it replaces (``look``)."""
+    chain = font_chain(_font_path(segment))
+    style = segment.style
+    bw, bh = base_canvas(base)
     color = parse_color(style.color, f"visual_segments[{segment.id}].style.color") if style and style.color else look.color
     bold = (style.weight == "bold") if style and style.weight else look.bold
     align = style.align if style and "align" in style.model_fields_set else look.align

@@ -1,37 +1,29 @@
 """Draw one recipient's value into a visual segment: per-frame RGBA patches that follow the track.
 
-The new content (a fitted line of text, or a logo) is rendered once at the box's size on its
-first frame; on each frame it is warped to the tracked box (position and scale), laid over the
-box with the original content removed, and feathered into the frame at the patch's edge.
+The new content (a fitted line of text, or a logo) is rendered once at the box's size; on each
+frame it is warped to the tracked box (position and scale) and laid over the box with the original
+content removed, feathered into the frame at the patch's edge. The removal is recipient-independent:
+prepare stores it as a clean plate (``plates``), so a recipient only lays its value over the plate;
+without one (a template prepared by older code) it is computed here from the decoded frames.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+import cv2
+
+from loom import storage
 from loom.edits import PatchSetRef
 from loom.media.frames import read_frames
 from loom.media.patches import Patch, PatchSet
 from loom.prepared import PreparedTemplate
 from loom.template import VisualSegment
-from loom.visual.content import Content, parse_color, text_content
+from loom.visual.content import Content, measure_text_look, text_content
 from loom.visual.logo import load_logo, logo_content
-from loom.visual.removal import FIT_RING, IMAGE_PAD, TEXT_PAD, Box, BoxCleaner, geometry, mask_in_crop
+from loom.visual.plates import CleanPlate, SegmentCleaner, load_clean_plate
+from loom.visual.removal import Box
 from loom.visual.tracking import Track, load_track
-
-# Camera footage blurs a moving mark by up to half its per-frame motion (a 180-degree shutter),
-# so removal reaches that much further along the motion; screen recordings do not blur.
-IMAGE_BLUR = 0.5
-TEXT_BLUR = 0.2
-
-
-def _feather(mask: np.ndarray, ring: int) -> np.ndarray:
-    """Alpha 1 over the mask and half the ring, fading to 0 at the crop's edge. Where the frame's
-    edge cut the crop the mask reaches the edge, so the patch stays opaque there (no fade in)."""
-    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3)
-    half = max(1.0, ring / 2.0)
-    return np.clip(1.0 - (dist - half) / half, 0.0, 1.0).astype(np.float32)
 
 
 def _warp(content: Content, box: Box, base: Box, crop: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -45,49 +37,58 @@ def _warp(content: Content, box: Box, base: Box, crop: tuple[int, int, int, int]
     return rgb, alpha
 
 
-def patch_for_frame(
-    frame: np.ndarray,
-    box: Box,
-    base: Box,
-    content: Content,
-    cleaner: BoxCleaner,
-    seed: int = 0,
-    pad_ratio: float = 0.04,
-    motion: tuple[float, float] = (0.0, 0.0),
-) -> tuple[Patch | None, str]:
-    """One RGBA patch: the box's content removed, the new content laid over, edges feathered.
-    None when the box lies wholly outside the frame."""
-    fh, fw = frame.shape[:2]
-    g = geometry(box, base, fw, fh, pad_ratio, motion)
-    cx0, cy0, cx1, cy1 = g.crop
-    mx0, my0, mx1, my1 = g.mask
-    if mx1 <= mx0 or my1 <= my0:
-        return None, "outside"
-    crop = frame[cy0:cy1, cx0:cx1]
-    mask = mask_in_crop(g)
-    cleaned, method = cleaner.clean(crop, mask, box, (cx0, cy0), FIT_RING, seed)
-    rgb, alpha = _warp(content, box, base, g.crop)
-    out = cleaned.astype(np.float32) / 255.0 * (1.0 - alpha[..., None]) + rgb
-    edge = _feather(mask, g.ring)
-    rgba = np.dstack([np.clip(out * 255.0 + 0.5, 0, 255), np.clip(edge * 255.0 + 0.5, 0, 255)]).astype(np.uint8)
-    return Patch(x=cx0, y=cy0, rgba=rgba), method
-
-
-def _motion(track: Track, frame: int) -> tuple[float, float]:
-    """The box centre's displacement per frame around ``frame`` (0 where unknown)."""
-    k = frame - track.first_frame
-    lo = k - 1 if k >= 1 and not track.lost[k - 1] else k
-    hi = k + 1 if k + 1 < len(track.boxes) and not track.lost[k + 1] else k
-    if hi == lo:
-        return (0.0, 0.0)
-    a, b = track.boxes[lo], track.boxes[hi]
-    return ((b[0] + b[2] / 2 - a[0] - a[2] / 2) / (hi - lo), (b[1] + b[3] / 2 - a[1] - a[3] / 2) / (hi - lo))
+def lay_content(cleaned: Patch, content: Content, box: Box, base: Box) -> Patch:
+    """The new content over a cleaned crop (its alpha, the feathered edge, is kept)."""
+    h, w = cleaned.rgba.shape[:2]
+    rgb, alpha = _warp(content, box, base, (cleaned.x, cleaned.y, cleaned.x + w, cleaned.y + h))
+    out = cleaned.rgba[..., :3].astype(np.float32) / 255.0 * (1.0 - alpha[..., None]) + rgb
+    rgba = np.empty((h, w, 4), np.uint8)
+    rgba[..., :3] = np.clip(out * 255.0 + 0.5, 0, 255)
+    rgba[..., 3] = cleaned.rgba[..., 3]
+    return Patch(x=cleaned.x, y=cleaned.y, rgba=rgba)
 
 
 def _first_frame(prepared: PreparedTemplate, track: Track) -> np.ndarray:
     for _, frame in read_frames(prepared.working_video_uri, track.first_frame, track.first_frame + 1):
         return frame
     raise RuntimeError(f"frame {track.first_frame} of {prepared.working_video_uri} could not be decoded")
+
+
+def _stored_plate(prepared: PreparedTemplate, segment: VisualSegment, track: Track) -> CleanPlate | None:
+    uri = prepared.clean_plates.get(segment.id)
+    if uri is None:
+        return None
+    plate = load_clean_plate(uri, segment.id, track)
+    if plate is not None and segment.segment_type == "text" and plate.look is None:
+        return None
+    return plate
+
+
+def _patches_from_plate(plate: CleanPlate, track: Track, content: Content) -> PatchSet:
+    patches = PatchSet()
+    for index, cleaned in sorted(plate.frames.items()):
+        box = track.box_at(index)
+        if box is not None:
+            patches.add(index, lay_content(cleaned, content, box, track.base_box))
+    return patches
+
+
+def _patches_by_removal(
+    prepared: PreparedTemplate, segment: VisualSegment, track: Track, first_frame: np.ndarray, content: Content
+) -> tuple[PatchSet, dict[str, int]]:
+    """The fallback: decode the span and remove the original on every frame, as prepare would."""
+    cleaner = SegmentCleaner(segment, track, first_frame)
+    patches = PatchSet()
+    methods: dict[str, int] = {}
+    for index, frame in read_frames(prepared.working_video_uri, track.first_frame, track.stop_frame):
+        box = track.box_at(index)
+        if box is None:
+            continue
+        cleaned, method = cleaner.clean(frame, index, box)
+        methods[method] = methods.get(method, 0) + 1
+        if cleaned is not None:
+            patches.add(index, lay_content(cleaned, content, box, track.base_box))
+    return patches, methods
 
 
 def draw_segment(prepared: PreparedTemplate, segment: VisualSegment, value: str, out_uri: str) -> PatchSetRef:
@@ -98,32 +99,17 @@ def draw_segment(prepared: PreparedTemplate, segment: VisualSegment, value: str,
     track = load_track(prepared.tracks[segment.id])
     base = track.base_box
     logo = load_logo(value, segment.placeholder_key) if segment.segment_type == "image" else None  # fail early
-    first_frame = _first_frame(prepared, track)
+    plate = _stored_plate(prepared, segment, track)
+    first_frame = _first_frame(prepared, track) if plate is None else None
     if logo is not None:
         content = logo_content(logo, segment, base)
     else:
-        content = text_content(" ".join(value.split()), segment, first_frame, base)
-    style = segment.style
-    background = (
-        parse_color(style.background, f"visual_segments[{segment.id}].style.background")
-        if segment.segment_type == "text" and style and style.background
-        else None
-    )
-    pad, blur = (IMAGE_PAD, IMAGE_BLUR) if segment.segment_type == "image" else (TEXT_PAD, TEXT_BLUR)
-    blur_pads = [tuple(abs(v) * blur for v in _motion(track, i)) for i in range(track.first_frame, track.stop_frame)]
-    widest = (max((p[0] for p in blur_pads), default=0.0), max((p[1] for p in blur_pads), default=0.0))
-    cleaner = BoxCleaner(first_frame, base, background, pad, widest)
-    patches = PatchSet()
-    methods: dict[str, int] = {}
-    for index, frame in read_frames(prepared.working_video_uri, track.first_frame, track.stop_frame):
-        box = track.box_at(index)
-        if box is None:
-            continue
-        motion = blur_pads[index - track.first_frame]
-        patch, method = patch_for_frame(frame, box, base, content, cleaner, index, pad, motion)  # type: ignore[arg-type]
-        methods[method] = methods.get(method, 0) + 1
-        if patch is not None:
-            patches.add(index, patch)
+        look = plate.look if plate is not None else measure_text_look(segment, first_frame, base)  # type: ignore[arg-type]
+        content = text_content(" ".join(value.split()), segment, look, base)  # type: ignore[arg-type]
+    if plate is not None:
+        patches, methods = _patches_from_plate(plate, track, content), dict(plate.methods)
+    else:
+        patches, methods = _patches_by_removal(prepared, segment, track, first_frame, content)  # type: ignore[arg-type]
     patches.save(out_uri)
     unedited = sum(track.lost)
     qa: dict[str, object] = dict(content.info)
@@ -131,6 +117,7 @@ def draw_segment(prepared: PreparedTemplate, segment: VisualSegment, value: str,
         {
             "static": track.static,
             "removal": methods,
+            "clean_plate": plate is not None,
             "frames_unedited": unedited,
             "flagged": unedited > 0,
             "min_confidence": round(min(track.confidence), 4) if track.confidence else None,
