@@ -27,7 +27,7 @@ from loom.template import Template, VisualSegment, VoiceSegment, load_template
 log = logging.getLogger("loom")
 
 # Bump when prepare's outputs change meaning, so old prepared templates are not reused.
-PREPARE_CODE_VERSION = "3"
+PREPARE_CODE_VERSION = "4"
 
 
 class RecipientResult(BaseModel):
@@ -116,6 +116,7 @@ def prepare_template(template: Template) -> PreparedTemplate:
     from loom.lipsync.faces import detect_faces
     from loom.media.prepare import prepare_media
     from loom.media.probe import probe_video
+    from loom.visual.plates import make_clean_plate
     from loom.visual.tracking import track_segment
 
     version = template_version(template)
@@ -141,6 +142,9 @@ def prepare_template(template: Template) -> PreparedTemplate:
         track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
         prepared.tracks[seg.id] = uri
         prepared.qa.extend(track.warnings)
+        # the original removed once per template, so recipients only draw their value over it
+        plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
+        prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
     for seg in template.voice_segments:
         if not seg.lipsync:
             continue

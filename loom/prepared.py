@@ -25,6 +25,9 @@ class PreparedTemplate(BaseModel):
     audio_sample_rate: int = 48000
     audio_channels: int = 2
     tracks: dict[str, str] = Field(default_factory=dict, description="visual segment id -> track JSON URI")
+    clean_plates: dict[str, str] = Field(
+        default_factory=dict, description="visual segment id -> clean plate .npz URI (the original removed, per frame)"
+    )
     faces: dict[str, str] = Field(default_factory=dict, description="voice segment id -> face track JSON URI")
     qa: list[str] = Field(default_factory=list, description="warnings found while preparing")
 

@@ -9,11 +9,11 @@ without one (a template prepared by older code) it is computed here from the dec
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
 import cv2
+import numpy as np
 
-from loom import storage
 from loom.edits import PatchSetRef
 from loom.media.frames import read_frames
 from loom.media.patches import Patch, PatchSet
@@ -38,13 +38,18 @@ def _warp(content: Content, box: Box, base: Box, crop: tuple[int, int, int, int]
 
 
 def lay_content(cleaned: Patch, content: Content, box: Box, base: Box) -> Patch:
-    """The new content over a cleaned crop (its alpha, the feathered edge, is kept)."""
+    """The new content over a cleaned crop (its alpha, the feathered edge, is kept). Only the
+    box's pixels (and one for interpolation) are blended: elsewhere the content is empty."""
     h, w = cleaned.rgba.shape[:2]
-    rgb, alpha = _warp(content, box, base, (cleaned.x, cleaned.y, cleaned.x + w, cleaned.y + h))
-    out = cleaned.rgba[..., :3].astype(np.float32) / 255.0 * (1.0 - alpha[..., None]) + rgb
-    rgba = np.empty((h, w, 4), np.uint8)
-    rgba[..., :3] = np.clip(out * 255.0 + 0.5, 0, 255)
-    rgba[..., 3] = cleaned.rgba[..., 3]
+    x, y, bw, bh = box
+    rx0, ry0 = max(0, math.floor(x) - cleaned.x - 1), max(0, math.floor(y) - cleaned.y - 1)
+    rx1, ry1 = min(w, math.ceil(x + bw) - cleaned.x + 2), min(h, math.ceil(y + bh) - cleaned.y + 2)
+    rgba = cleaned.rgba.copy()
+    if rx1 > rx0 and ry1 > ry0:
+        ox, oy = cleaned.x + rx0, cleaned.y + ry0
+        rgb, alpha = _warp(content, box, base, (ox, oy, cleaned.x + rx1, cleaned.y + ry1))
+        under = rgba[ry0:ry1, rx0:rx1, :3].astype(np.float32) / 255.0
+        rgba[ry0:ry1, rx0:rx1, :3] = np.clip((under * (1.0 - alpha[..., None]) + rgb) * 255.0 + 0.5, 0, 255)
     return Patch(x=cleaned.x, y=cleaned.y, rgba=rgba)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from loom import storage
-from loom.media.frames import read_frames
+from loom.media.frames import read_video_frames
 from loom.prepared import PreparedTemplate
 from loom.visual.fonts import font_chain, load_font
 from loom.visual.tracking import load_track
@@ -19,10 +19,28 @@ LABEL_HEIGHT = 26
 GAP = 8
 
 
-def _frame_at(uri: str, index: int) -> np.ndarray | None:
-    for _, frame in read_frames(uri, index, index + 1):
-        return frame
-    return None
+# Frames closer than this are reached by decoding on rather than by a new seek: a seek decodes
+# from the keyframe before its target anyway (x264 puts one every 250 frames by default).
+DECODE_ON_GAP = 150
+
+
+def _frames_at(uri: str, indices: list[int]) -> dict[int, np.ndarray]:
+    """The frames at ``indices``, decoded in one forward pass per run of nearby indices (not one
+    open and seek per frame); only the wanted frames are converted to RGB."""
+    wanted = sorted(set(indices))
+    runs: list[list[int]] = []
+    for index in wanted:
+        if runs and index - runs[-1][-1] <= DECODE_ON_GAP:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    out: dict[int, np.ndarray] = {}
+    for run in runs:
+        keep = set(run)
+        for index, frame in read_video_frames(uri, run[0], run[-1] + 1):
+            if index in keep:
+                out[index] = frame.to_ndarray(format="rgb24")
+    return out
 
 
 def _thumb(frame: np.ndarray | None, width: int, height: int) -> np.ndarray:
@@ -63,11 +81,14 @@ def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri:
     height = len(rows) * (th + LABEL_HEIGHT + GAP) + GAP
     sheet = Image.new("RGB", (width, height), (24, 24, 28))
     draw = ImageDraw.Draw(sheet)
+    frames = {
+        uri: _frames_at(uri, [row[2] for row in rows]) for uri in (prepared.working_video_uri, output_video_uri)
+    }
     y = GAP
     for seg_id, kind, index, box in rows:
         seconds = index / float(prepared.video.frame_rate)
         for col, (label, uri) in enumerate((("before", prepared.working_video_uri), ("after", output_video_uri))):
-            thumb = _thumb(_frame_at(uri, index), tw, th)
+            thumb = _thumb(frames[uri].get(index), tw, th)
             if box is not None and label == "before":  # outline only the original: the edit should not show
                 x, by, w, h = (v * sx for v in box)
                 cv2.rectangle(thumb, (int(x) - 2, int(by) - 2), (int(x + w) + 2, int(by + h) + 2), (255, 200, 0), 1)

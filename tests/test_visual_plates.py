@@ -1,0 +1,136 @@
+"""Clean plates: the original removed once at prepare, so a later recipient only draws its value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import loom.media.frames
+import loom.visual.draw
+import loom.visual.plates
+from loom import storage
+from loom.media.patches import PatchSet
+from loom.visual.draw import draw_segment
+from loom.visual.plates import load_clean_plate, make_clean_plate
+from loom.visual.tracking import load_track
+from tests.test_visual_draw import _logo_png, pan, scroll  # noqa: F401  (fixtures)
+
+
+def _with_plate(prepared, seg, root: Path):
+    track = load_track(prepared.tracks[seg.id])
+    uri = make_clean_plate(prepared.working_video_uri, seg, track, str(root / "plates" / f"{seg.id}.npz"))
+    return prepared.model_copy(update={"clean_plates": {seg.id: uri}}), uri
+
+
+def _count_decoding(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every read_frames call the drawing step makes (cost path), still decoding for real."""
+    calls: list[tuple[int, int]] = []
+    real = loom.media.frames.read_frames
+
+    def counted(uri: str, first: int, stop: int, *args, **kwargs):
+        calls.append((first, stop))
+        return real(uri, first, stop, *args, **kwargs)
+
+    monkeypatch.setattr(loom.visual.draw, "read_frames", counted)
+    return calls
+
+
+def _same_patches(a_uri: str, b_uri: str) -> int:
+    """Largest per-channel difference between two patch sets, which must cover the same frames."""
+    a, b = PatchSet.load(a_uri), PatchSet.load(b_uri)
+    assert sorted(a.frames) == sorted(b.frames) and len(a) > 0
+    worst = 0
+    for f in a.frames:
+        (pa,), (pb,) = a.frames[f], b.frames[f]
+        assert (pa.x, pa.y, pa.rgba.shape) == (pb.x, pb.y, pb.rgba.shape)
+        worst = max(worst, int(np.abs(pa.rgba.astype(int) - pb.rgba.astype(int)).max()))
+    return worst
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_second_recipient_draws_over_the_stored_plate_without_decoding(kind, scroll, pan, tmp_path, monkeypatch) -> None:  # noqa: F811
+    prepared, seg, frames, _, root = scroll if kind == "text" else pan
+    value = "Globex Industries" if kind == "text" else str(_logo_png(tmp_path / "logo.png"))
+    plated, plate_uri = _with_plate(prepared, seg, tmp_path)
+    removal_ref = draw_segment(prepared, seg, value, str(tmp_path / "removal.npz"))  # older prepared template
+
+    calls = _count_decoding(monkeypatch)
+    reads: list[str] = []
+    real_read = storage.read_bytes
+    monkeypatch.setattr(loom.visual.plates.storage, "read_bytes", lambda uri: reads.append(uri) or real_read(uri))
+    plate_ref = draw_segment(plated, seg, value, str(tmp_path / "plate.npz"))
+
+    assert calls == [], "a recipient with a stored plate must not decode the span"
+    assert plate_uri in reads
+    assert plate_ref.qa["clean_plate"] is True and removal_ref.qa["clean_plate"] is False
+    assert plate_ref.qa["removal"] == removal_ref.qa["removal"]
+    assert plate_ref.frames_patched == removal_ref.frames_patched == len(frames)
+    if kind == "text":  # the look sampled from the original at prepare is the one used
+        for key in ("color", "bold", "align", "font_size", "original_cap_height"):
+            assert plate_ref.qa[key] == removal_ref.qa[key]
+    assert _same_patches(plate_ref.uri, removal_ref.uri) <= 1
+
+
+def test_fallback_decodes_when_the_plate_is_missing_or_for_another_span(scroll, tmp_path, monkeypatch) -> None:  # noqa: F811
+    prepared, seg, frames, _, root = scroll
+    plated, plate_uri = _with_plate(prepared, seg, tmp_path)
+    track = load_track(prepared.tracks[seg.id])
+    shifted = track.model_copy(update={"first_frame": track.first_frame + 1})
+    assert load_clean_plate(plate_uri, seg.id, shifted) is None
+    assert load_clean_plate(plate_uri, "other", track) is None
+
+    calls = _count_decoding(monkeypatch)
+    gone = plated.model_copy(update={"clean_plates": {seg.id: str(tmp_path / "nowhere.npz")}})
+    ref = draw_segment(gone, seg, "Globex", str(tmp_path / "fallback.npz"))
+    assert calls and ref.qa["clean_plate"] is False and ref.frames_patched == len(frames)
+
+
+def test_prepare_stores_a_plate_per_visual_segment_and_old_prepared_files_still_load(scroll, loom_home, tmp_path, monkeypatch) -> None:  # noqa: F811
+    from loom import pipeline
+    from loom.prepared import PreparedTemplate
+    from loom.template import Template
+
+    prepared, seg, frames, _, root = scroll
+    template = Template(id="plates", base_video_path=prepared.working_video_uri, visual_segments=[seg])
+    ready = pipeline.prepare_template(template)
+    assert set(ready.clean_plates) == {seg.id}
+    plate = load_clean_plate(ready.clean_plates[seg.id], seg.id, load_track(ready.tracks[seg.id]))
+    assert plate is not None and len(plate.frames) == len(frames) and plate.look is not None and plate.look.found
+
+    calls = _count_decoding(monkeypatch)
+    ref = pipeline.draw_visual(ready, seg, {seg.placeholder_key: "Globex"}, str(tmp_path))
+    assert calls == [] and ref.qa["clean_plate"] is True
+
+    older = ready.model_dump(mode="json")
+    del older["clean_plates"]  # a prepared.json written before plates existed
+    assert PreparedTemplate.model_validate(older).clean_plates == {}
+
+
+def test_preview_decodes_each_video_once_and_shows_the_right_frames(scroll, tmp_path, monkeypatch) -> None:  # noqa: F811
+    import loom.visual.preview as preview
+    from loom.template import VoiceSegment
+    from tests.test_visual_draw import composite, decoded
+    from tests.test_visual_tracking import write_mp4
+
+    prepared, seg, frames, _, root = scroll
+    template = prepared.template.model_copy(
+        update={"voice_segments": [VoiceSegment(id="hello", start_time=0.2, end_time=0.8, template_text="Hi {name}")]}
+    )
+    p = prepared.model_copy(update={"template": template})
+    ref = draw_segment(p, seg, "Globex", str(tmp_path / "p.npz"))
+    out_video = write_mp4(tmp_path / "out.mp4", composite(decoded(p), ref.uri))
+
+    opened: list[str] = []
+    real = preview.read_video_frames
+    monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b: opened.append(uri) or real(uri, a, b))
+    wanted = [row[2] for row in preview._segments(p)]
+    got = preview._frames_at(p.working_video_uri, wanted)
+    assert len(opened) == 1 and sorted(got) == sorted(set(wanted))
+    original = decoded(p)
+    for index in wanted:  # the frame asked for, not a neighbour
+        assert np.array_equal(got[index], original[index])
+    opened.clear()
+    preview.make_preview(p, str(out_video), str(tmp_path / "out.preview.png"))
+    assert sorted(opened) == sorted([p.working_video_uri, str(out_video)])  # one pass per video
