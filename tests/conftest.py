@@ -29,3 +29,11 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     yield home
     monkeypatch.undo()
     reload_settings()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Prefect's temporary servers log "Stopping temporary server" from an atexit hook, after pytest
+    # has closed the streams its handlers hold; that would print a logging traceback after the summary.
+    import logging
+
+    logging.raiseExceptions = False
