@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--workers", choices=["processes", "threads"], default="processes")
     parser.add_argument("--size", default="320x240", help="recording size WxH (3 s, 25 fps)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -81,14 +82,14 @@ def main() -> None:
             sheet = str(write_sheet(work / "sheet.csv", _rows("Camp", args.rows)))
             out = str(work / "campaign")
             t = time.perf_counter()
-            result = campaign(template, sheet, out, concurrency=args.concurrency)
+            result = campaign(template, sheet, out, concurrency=args.concurrency, workers=args.workers)
             first = time.perf_counter() - t
             assert result.counts == {"done": args.rows}, result.counts
             print(f"campaign: {args.rows} rows at concurrency {args.concurrency}: {first:.1f} s")
 
             before = speech_requests(fake)
             t = time.perf_counter()
-            again = campaign(template, sheet, out, concurrency=args.concurrency)
+            again = campaign(template, sheet, out, concurrency=args.concurrency, workers=args.workers)
             rerun = time.perf_counter() - t
             assert again.counts == {"skipped": args.rows}, again.counts
             requests = speech_requests(fake) - before
