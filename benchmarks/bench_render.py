@@ -65,6 +65,19 @@ class Stopwatch:
         return self.wall, self.cpu
 
 
+def remux_copy(source: str | Path, target: Path) -> None:
+    """The floor's first half: every audio and video packet copied into a new MP4, nothing decoded."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(target), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
+        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream_index]
+            out.mux(packet)
+
+
 def ffmpeg() -> str:
     import imageio_ffmpeg
 
@@ -160,14 +173,8 @@ def time_floor(prepared, refs: list, tmp: Path) -> tuple[tuple[float, float], tu
     from loom.media.frames import read_video_frames
     from loom.media.render import _span_encoder, load_patches, patch_frame
 
-    with Stopwatch() as remux, av.open(prepared.template.base_video_path) as src, \
-            av.open(str(tmp / "remux.mp4"), "w", options={"movflags": "+faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
-        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream_index]
-            out.mux(packet)
+    with Stopwatch() as remux:
+        remux_copy(prepared.template.base_video_path, tmp / "remux.mp4")
 
     patches, _ = load_patches(refs)
     frames = []
@@ -338,14 +345,8 @@ def time_floor_spans(video_uri: str, base_video: str, spans: list[tuple[int, int
     from loom.media.probe import probe_video
     from loom.media.render import _span_encoder
 
-    with Stopwatch() as remux, av.open(base_video) as src, \
-            av.open(str(tmp / "remux.mp4"), "w", options={"movflags": "+faststart"}) as out:
-        streams = {s.index: out.add_stream_from_template(s) for s in src.streams if s.type in ("video", "audio")}
-        for packet in src.demux(*[s for s in src.streams if s.index in streams]):
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream_index]
-            out.mux(packet)
+    with Stopwatch() as remux:
+        remux_copy(base_video, tmp / "remux.mp4")
     frames = [[f for _, f in read_video_frames(video_uri, a, b)] for a, b in spans]
     with av.open(video_uri) as c:
         vin = c.streams.video[0]

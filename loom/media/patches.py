@@ -24,6 +24,17 @@ class Patch:
     rgba: np.ndarray  # (h, w, 4) uint8; alpha 0 keeps the frame, 255 replaces it
 
 
+def write_npz(uri: str, arrays: dict[str, np.ndarray]) -> str:
+    """Arrays as one ``.npz`` (``np.load`` reads it), deflated at level 1: about as small as numpy's
+    default level on patch and plate pixels, at a fraction of the CPU (seconds for a lip-sync window)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+    return storage.write_bytes(uri, buf.getvalue())
+
+
 class PatchSet:
     """Patches keyed by frame index; written to and read from one ``.npz``."""
 
@@ -39,8 +50,7 @@ class PatchSet:
         return len(self.frames)
 
     def save(self, uri: str) -> str:
-        """One ``.npz`` (``np.load`` reads it), deflated at level 1: as small as numpy's default
-        level on patch pixels at a fraction of the CPU (seconds for a lip-sync window's patches)."""
+        """One ``.npz`` written by ``write_npz``."""
         arrays: dict[str, np.ndarray] = {}
         index = []
         for frame, patches in sorted(self.frames.items()):
@@ -49,12 +59,7 @@ class PatchSet:
                 arrays[name] = p.rgba
                 index.append([frame, k, int(p.x), int(p.y)])
         arrays["index"] = np.asarray(index, dtype=np.int64).reshape(-1, 4)
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
-                    np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
-        return storage.write_bytes(uri, buf.getvalue())
+        return write_npz(uri, arrays)
 
     @classmethod
     def load(cls, uri: str) -> PatchSet:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 
 import cv2
@@ -22,7 +21,7 @@ import numpy as np
 
 from loom import storage
 from loom.media.frames import read_frames
-from loom.media.patches import Patch
+from loom.media.patches import Patch, write_npz
 from loom.template import VisualSegment
 from loom.visual.content import look_from_dict, look_to_dict, measure_text_look, parse_color
 from loom.visual.look import TextLook
@@ -136,13 +135,7 @@ def save_clean_plate(plate: CleanPlate, segment_id: str, uri: str) -> str:
     index = np.asarray([[f, p.x, p.y] for f, p in sorted(plate.frames.items())], np.int64).reshape(-1, 3)
     arrays = {"index": index, "meta": np.frombuffer(json.dumps(meta, default=_plain).encode(), np.uint8)}
     arrays.update({f"f{f}": p.rgba for f, p in plate.frames.items()})
-    buf = io.BytesIO()
-    # Level 1: plates are mostly flat fills and smooth alpha; higher levels cost CPU for little.
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
-    return storage.write_bytes(uri, buf.getvalue())
+    return write_npz(uri, arrays)
 
 
 def _plain(value: object) -> object:
