@@ -20,11 +20,12 @@ for _name in ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", "LOOM_WAV2LIP_CHECKPO
 
 @pytest.fixture
 def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh LOOM_HOME for one test."""
+    """A fresh LOOM_HOME for one test, with no ElevenLabs key (the offline voice speaks)."""
     from loom.settings import reload_settings
 
     home = tmp_path / "home"
     monkeypatch.setenv("LOOM_HOME", str(home))
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
     reload_settings()
     yield home
     monkeypatch.undo()

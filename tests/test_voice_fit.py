@@ -10,7 +10,6 @@ import pytest
 from loom.errors import RecipientFailed
 from loom.media.probe import VideoInfo
 from loom.prepared import PreparedTemplate
-from loom.settings import get_settings, reload_settings
 from loom.template import Template, VoiceSegment
 from loom.voice.clip import SpeechClip
 from loom.voice.fit import fit_line_to_window, frame_rms
@@ -32,12 +31,8 @@ def voiced(seconds: float, rate: int, f0: float = 160.0, amplitude: float = 0.2)
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOOM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
-    reload_settings()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
+def home(loom_home):
+    return loom_home
 
 
 def make_prepared(tmp_path, segment: VoiceSegment, speech_amplitude: float = 0.2, channels: int = 2) -> PreparedTemplate:

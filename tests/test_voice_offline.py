@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from loom.settings import get_settings, reload_settings
+from loom.settings import reload_settings
 from loom.voice import provider as provider_module
 from loom.voice.offline import speak_offline
 from loom.voice.speech import speech_cache_key, synthesize_line
@@ -15,12 +15,8 @@ from loom.voice.wav import read_wav
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOOM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
-    reload_settings()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
+def home(loom_home):
+    return loom_home
 
 
 def test_offline_voice_speaks_the_line():
