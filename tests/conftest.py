@@ -12,6 +12,10 @@ _SESSION_TMP = Path(tempfile.mkdtemp(prefix="loom-tests-"))
 os.environ.setdefault("LOOM_HOME", str(_SESSION_TMP / "loom-home"))
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect-home"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Events still queued when the test process exits go to a fresh ephemeral server that knows none of
+# their runs; its "FOREIGN KEY constraint failed" log would land after pytest's summary. Tests judge
+# servers by what they return, never by their logs.
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 # Tests never talk to the real ElevenLabs: only the fake servers they start set these.
 for _name in ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", "LOOM_WAV2LIP_CHECKPOINT", "PREFECT_API_URL"):
