@@ -1,4 +1,4 @@
-"""A campaign: one recipient flow run per valid sheet row, with bounded concurrency.
+"""A campaign: every valid sheet row made into a video, with bounded concurrency.
 
 Every row is read and checked before anything is made; rows whose video already exists are
 skipped, so a re-run after a crash resumes without duplicates. A bad row or a failed recipient
@@ -6,12 +6,16 @@ never stops the others: the manifest (``manifest.csv`` in the output folder, als
 artifact) says what happened to each row and why. Planning and the manifest come from
 ``loom.campaign``, shared with the CLI's campaign without Prefect; only the fan-out differs.
 
-Locally the recipients run as subflows in a pool of ``concurrency`` worker processes (the engine's
-Python-heavy steps hold the GIL, so threads would share one core; ``workers="threads"`` is there
-for one-at-a-time runs). The SQLite server fails beyond a few concurrent subflow runs, so
-``concurrency`` stays small locally. With ``scale_out`` the valid rows are
-split into batches and each batch runs as a child run of this same deployment on the CPU pool,
-so many machines share a large sheet and per-run overhead is paid per batch, not per row.
+Locally each row is a ``make-recipient`` task running the recipient flow's own tasks (voice,
+visual, lip-sync, compose, publish with its artifacts) in this run, ``concurrency`` rows at a
+time on threads: a flow run per row would cost about a second each (its API calls, and the flow
+engine's heartbeat thread, joined at the end of every run), which on a small recording is more
+than the recipient itself. ``flow_run_per_row`` brings that back for those who want a run per
+recipient in the UI. ``workers="processes"`` runs rows in worker processes instead (each pays
+its own start-up; worth it only for long recordings whose Python-side steps hold the GIL). With
+``scale_out`` the valid rows are split into batches and each batch runs as a child run of this
+same deployment on the CPU pool, so many machines share a large sheet and per-run overhead is
+paid per batch, not per row.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from blocks import apply_configured_blocks
 from loom import storage
 from loom.campaign import CampaignEntry, CampaignPlan, failure_line, manifest_csv, plan_campaign
 from loom.pipeline import template_version
+from loom.prepared import PreparedTemplate
 from loom.template import load_template
 from tasks.prepare import prepare_template_fresh
 
@@ -40,6 +45,8 @@ CAMPAIGN_DEPLOYMENT = "campaign/campaign"
 MAX_CONCURRENCY = 16
 # The local SQLite server fails with "database is locked" beyond about four concurrent subflows.
 DEFAULT_CONCURRENCY = 2
+# The progress artifact is updated at most this often while rows finish (a server call each).
+UPDATE_EVERY_S = 2.0
 
 
 class CampaignResult(BaseModel):
@@ -58,14 +65,21 @@ class RowOutcome(BaseModel):
     seconds: float = 0.0
 
 
-@task(name="make-recipient")
-def make_recipient(template: str, number: int, values: dict[str, str], output_uri: str) -> RowOutcome:
-    """One row as a ``personalize-recipient`` subflow run; its failure is recorded, never raised."""
-    from flows.recipient import personalize_recipient
+@task(name="make-recipient", task_run_name="row-{number}")
+def make_recipient(
+    template: str, prepared: PreparedTemplate, number: int, values: dict[str, str], output_uri: str, flow_run_per_row: bool = False
+) -> RowOutcome:
+    """One row: the recipient's steps as tasks of this campaign run (or, with ``flow_run_per_row``, as
+    a ``personalize-recipient`` subflow run). Its failure is recorded, never raised."""
+    from flows.recipient import personalize_recipient, recipient_steps
 
     started = time.perf_counter()
     try:
-        personalize_recipient(template=template, data=values, output=output_uri)
+        if flow_run_per_row:
+            personalize_recipient(template=template, data=values, output=output_uri)
+        else:
+            apply_configured_blocks()  # a worker process of the pool starts without the parent's settings
+            recipient_steps(prepared.template, prepared, values, output_uri, parallel=False)
     except Exception as exc:  # one recipient's failure never stops the others
         get_run_logger().warning("row %s failed: %s", number, failure_line(exc))
         return RowOutcome(number=number, status="failed", error=failure_line(exc), seconds=time.perf_counter() - started)
@@ -127,7 +141,10 @@ def campaign(
     rows: Annotated[list[int] | None, Field(description="only these sheet rows (1 = first data row); set by scale-out")] = None,
     workers: Annotated[
         Literal["processes", "threads"], Field(description="make recipients in worker processes (parallel) or threads")
-    ] = "processes",
+    ] = "threads",
+    flow_run_per_row: Annotated[
+        bool, Field(description="each row as its own personalize-recipient flow run (about 1 s more per row)")
+    ] = False,
 ) -> CampaignResult:
     """Make one video per sheet row (CSV/XLSX; local, gs:// or https://) and write the manifest."""
     apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
@@ -146,8 +163,7 @@ def campaign(
     progress_id = create_progress_artifact(
         progress=_progress(plan), key=None if rows else "campaign-progress", description=f"{tpl.id}: {sheet}"
     )
-    if plan.to_make:
-        prepare_template_fresh(tpl)  # once, before the fan-out: children hit the cache
+    prepared = prepare_template_fresh(tpl) if plan.to_make else None  # once, before the fan-out
     if scale_out and rows is None:
         _run_batches(template, sheet, plan, concurrency, batch_size, progress_id)
     elif plan.to_make:
@@ -155,11 +171,13 @@ def campaign(
         # Python-heavy steps hold the GIL, so threads would take turns on one core.
         parallel = min(concurrency, len(plan.to_make))
         runner_type = ProcessPoolTaskRunner if workers == "processes" and parallel > 1 else ThreadPoolTaskRunner
+        next_update = time.monotonic() + UPDATE_EVERY_S
         with runner_type(max_workers=parallel) as runner:
             futures = {
                 runner.submit(
                     make_recipient,
-                    parameters={"template": template, "number": e.row.number, "values": e.row.values, "output_uri": e.output_uri},
+                    parameters={"template": template, "prepared": prepared, "number": e.row.number, "values": e.row.values,
+                                "output_uri": e.output_uri, "flow_run_per_row": flow_run_per_row},
                 ): e
                 for e in plan.to_make
             }
@@ -171,7 +189,9 @@ def campaign(
                     outcome = RowOutcome(number=entry.row.number, status="failed", error=failure_line(exc))
                 entry.status, entry.error, entry.seconds = outcome.status, outcome.error, outcome.seconds
                 _write_manifest(manifest_uri, plan.entries)  # current after every row: a kill loses nothing
-                update_progress_artifact(progress_id, _progress(plan))
+                if time.monotonic() >= next_update:
+                    update_progress_artifact(progress_id, _progress(plan))
+                    next_update = time.monotonic() + UPDATE_EVERY_S
     _write_manifest(manifest_uri, plan.entries)
     update_progress_artifact(progress_id, 100.0)
     counts: dict[str, int] = {}

@@ -2,7 +2,8 @@
 
 Same steps, same order as the CLI's ``personalize`` (a test holds both to the same output); here
 voice and visual tasks run in parallel, lip-sync goes to the GPU pool when one is configured, and
-the orchestrator adds retries, caching and artifacts.
+the orchestrator adds retries, caching and artifacts. ``recipient_steps`` is the body, shared with
+the campaign flow, whose rows run the same tasks without a flow run of their own each.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import apply_configured_blocks
 from loom import pipeline, storage
-from loom.edits import PatchSetRef
+from loom.edits import AudioInsert, PatchSetRef
 from loom.pipeline import RecipientResult
+from loom.prepared import PreparedTemplate
 from loom.recipients import check_row
 from loom.settings import get_settings
 from loom.template import Template, load_template
-from tasks.artifacts import record_artifacts, record_lineage_assets
 from tasks.compose import compose
 from tasks.lipsync import lipsync_line, lipsync_on_pool
 from tasks.prepare import prepare_template_fresh
@@ -36,30 +37,56 @@ def gpu_pool_configured() -> bool:
     return bool(get_settings().gpu_pool)
 
 
-@flow(name="personalize-recipient", task_runner=ThreadPoolTaskRunner(max_workers=SEGMENT_WORKERS), log_prints=True)
-def personalize_recipient(template: str, data: dict[str, str], output: str | None = None) -> RecipientResult:
-    """Make one recipient's video from a template (id or path) and a row of placeholder values."""
-    apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
+def _lipsync(prepared: PreparedTemplate, segments: list, inserts: list[AudioInsert], workdir: str, parallel: bool) -> list[PatchSetRef]:
+    """Lip-sync tasks for the windows that will be lip-synced; the others are settled here without a
+    task (the engine logs why: lip-sync off, no face, or no checkpoint)."""
+    on_pool = gpu_pool_configured()
+    step = lipsync_on_pool if on_pool else lipsync_line
+    wanted = [(seg, ins) for seg, ins in zip(segments, inserts) if on_pool or pipeline.lipsync_will_run(prepared, seg)]
+    for seg, ins in zip(segments, inserts):
+        if (seg, ins) not in wanted:
+            pipeline.lipsync_line(prepared, seg, ins, workdir)  # returns None at once; warns once per process
+    if parallel:
+        refs = [f.result() for f in [step.submit(prepared, seg, ins, workdir) for seg, ins in wanted]]
+    else:
+        refs = [step(prepared, seg, ins, workdir) for seg, ins in wanted]
+    return [ref for ref in refs if ref is not None]
+
+
+def recipient_steps(
+    template: Template, prepared: PreparedTemplate, data: dict[str, str], output: str | None, parallel: bool = True
+) -> RecipientResult:
+    """Make one recipient's video with tasks in the current flow run (``parallel``: voice and visual
+    tasks submitted at once to the flow's task runner; otherwise one after another, for callers that
+    already run recipients side by side)."""
     started = time.perf_counter()
-    tpl = load_template(template)
-    check_row(tpl, data)  # bad input fails before any expensive work
-    prepared = prepare_template_fresh(tpl)
-    values, key = pipeline.resolve_recipient(tpl, prepared, data)
-    out_uri = pipeline.output_uri(tpl, key, output)
+    values, key = pipeline.resolve_recipient(template, prepared, data)
+    out_uri = pipeline.output_uri(template, key, output)
     workdir = pipeline.recipient_workdir(prepared, key)
-
-    voice_futures = [voice_line.submit(prepared, seg, values) for seg in tpl.voice_segments]
-    visual_futures = [draw_visual.submit(prepared, seg, values, workdir) for seg in tpl.visual_segments]
-    inserts = [remade_if_missing(f.result(), prepared, seg, values) for f, seg in zip(voice_futures, tpl.voice_segments)]
-
-    lipsync_task = lipsync_on_pool if gpu_pool_configured() else lipsync_line
-    lipsync_futures = [lipsync_task.submit(prepared, seg, ins, workdir) for seg, ins in zip(tpl.voice_segments, inserts)]
-    patch_sets: list[PatchSetRef] = [ref for ref in (f.result() for f in lipsync_futures) if ref is not None]
-    patch_sets += [f.result() for f in visual_futures]
+    voices, visuals = template.voice_segments, template.visual_segments
+    if parallel:
+        voice_futures = [voice_line.submit(prepared, seg, values) for seg in voices]
+        visual_futures = [draw_visual.submit(prepared, seg, values, workdir) for seg in visuals]
+        inserts = [remade_if_missing(f.result(), prepared, seg, values) for f, seg in zip(voice_futures, voices)]
+    else:
+        inserts = [remade_if_missing(voice_line(prepared, seg, values), prepared, seg, values) for seg in voices]
+    patch_sets = _lipsync(prepared, voices, inserts, workdir, parallel)
+    if parallel:
+        patch_sets += [f.result() for f in visual_futures]
+    else:
+        patch_sets += [draw_visual(prepared, seg, values, workdir) for seg in visuals]
 
     render = compose(prepared, inserts, patch_sets, out_uri)
     result = publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
     storage.remove(workdir)
-    record_artifacts(prepared, result)
-    record_lineage_assets(prepared, result)
     return result
+
+
+@flow(name="personalize-recipient", task_runner=ThreadPoolTaskRunner(max_workers=SEGMENT_WORKERS), log_prints=True)
+def personalize_recipient(template: str, data: dict[str, str], output: str | None = None) -> RecipientResult:
+    """Make one recipient's video from a template (id or path) and a row of placeholder values."""
+    apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
+    tpl = load_template(template)
+    check_row(tpl, data)  # bad input fails before any expensive work
+    prepared = prepare_template_fresh(tpl)
+    return recipient_steps(tpl, prepared, data, output)

@@ -188,6 +188,12 @@ def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[s
     return insert.model_copy(update={"text": text, "spoken_text": spoken})
 
 
+def lipsync_will_run(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
+    """Whether ``lipsync_line`` would make patches for this window: lip-sync on, a face found at
+    prepare time, and a backend configured (a Wav2Lip checkpoint, or Sync Labs)."""
+    return segment.lipsync and segment.id in prepared.faces and not _wav2lip_unconfigured()
+
+
 def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
     """Mouth patches for the window's frames, or None when lip-sync is off or unavailable."""
     from loom.settings import get_settings
@@ -234,11 +240,20 @@ def draw_visual(prepared: PreparedTemplate, segment: VisualSegment, values: dict
     return draw_segment(prepared, segment, values[segment.placeholder_key], storage.join(workdir, f"visual-{segment.id}.npz"))
 
 
-def compose(prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str) -> dict[str, object]:
-    from loom.media.render import render_recipient
+def preview_uri(out_uri: str) -> str:
+    stem = out_uri[: -len(".mp4")] if out_uri.endswith(".mp4") else out_uri
+    return f"{stem}.preview.png"
 
-    report = render_recipient(prepared, inserts, patch_sets, out_uri)
-    return report.model_dump()
+
+def compose(prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str) -> dict[str, object]:
+    """Render the video and its preview; the preview's "after" frames are kept while rendering."""
+    from loom.media.render import render_recipient
+    from loom.visual.preview import make_preview, preview_frames
+
+    capture: dict[int, object] = dict.fromkeys(preview_frames(prepared))
+    report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture)
+    preview = make_preview(prepared, out_uri, preview_uri(out_uri), after=capture, reencoded=report.reencoded_spans)
+    return {**report.model_dump(), "preview_uri": preview}
 
 
 def publish(
@@ -252,10 +267,12 @@ def publish(
     started: float,
 ) -> RecipientResult:
     """Preview PNG and the lineage record beside the video."""
-    from loom.visual.preview import make_preview
-
     stem = out_uri[: -len(".mp4")] if out_uri.endswith(".mp4") else out_uri
-    preview = make_preview(prepared, out_uri, f"{stem}.preview.png")
+    preview = render.get("preview_uri")
+    if not isinstance(preview, str):  # a render report from elsewhere (e.g. an older run): make it now
+        from loom.visual.preview import make_preview
+
+        preview = make_preview(prepared, out_uri, preview_uri(out_uri))
     warnings = list(prepared.qa)
     for ps in patch_sets:
         warnings.extend(str(w) for w in ps.qa.get("warnings", []) or [])

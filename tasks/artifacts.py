@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, add_asset_metadata, materialize
 
@@ -109,7 +108,6 @@ def record_lineage_assets(prepared: PreparedTemplate, result: RecipientResult) -
     recipient_video_asset()
 
 
-@task(name="record-artifacts")
 def record_artifacts(prepared: PreparedTemplate, result: RecipientResult) -> dict[str, str]:
     """Link, summary and lineage artifacts for one recipient; returns their keys."""
     keys = {

@@ -1,4 +1,5 @@
-"""Publish a recipient: preview PNG and lineage record beside the video."""
+"""Publish a recipient: the lineage record beside the video, and what the Prefect UI shows for it
+(link, summary and lineage artifacts, asset materializations), in one task."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from loom import pipeline
 from loom.edits import AudioInsert, PatchSetRef
 from loom.pipeline import RecipientResult
 from loom.prepared import PreparedTemplate
+from tasks.artifacts import record_artifacts, record_lineage_assets
 from tasks.retries import network_retry_options
 
 
@@ -22,5 +24,8 @@ def publish(
     out_uri: str,
     started: float,
 ) -> RecipientResult:
-    """The recipient's result record, written beside the video (``pipeline.publish``)."""
-    return pipeline.publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
+    """The recipient's result record, written beside the video (``pipeline.publish``), and its artifacts."""
+    result = pipeline.publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
+    record_artifacts(prepared, result)
+    record_lineage_assets(prepared, result)
+    return result

@@ -83,58 +83,89 @@ def _regions(spans: list[tuple[int, int]], last_pts: int) -> list[tuple[int, int
 
 def recipient_audio(out, audio_uri: str, inserts: list[AudioInsert]) -> Iterator:  # noqa: ANN001
     """Add the recipient's AAC stream to ``out`` now; return an iterator of its packets in order."""
-    import av
+    return RecipientAudio(audio_uri, inserts).attach(out)
 
-    stack = contextlib.ExitStack()
-    pcm, rate = stack.enter_context(open_pcm(audio_uri))
-    mixer = Mixer(pcm, rate, inserts)
-    track = aac_track_uri(audio_uri)
-    source = None
-    if storage.exists(track):
-        path = stack.enter_context(storage.local_path(track, suffix=".m4a"))
-        source = stack.enter_context(av.open(str(path)))
-        ain = source.streams.audio[0]
-        if ain.time_base != Fraction(1, rate) or ain.codec_context.channels != mixer.channels:
-            source = None  # not this WAV's track: encode the whole mix instead
-    if source is None:
-        stream = add_aac_stream(out, rate, mixer.channels)
 
-        def encode_all() -> Iterator:
-            with stack:
-                yield from encode_range(stream, mixer, 0, mixer.total)
+class RecipientAudio:
+    """The recipient's AAC track. Made before the video: the voice windows start re-encoding on a
+    thread at once (PyAV releases the GIL while encoding), so they are ready by the time the
+    muxer wants them instead of adding to the render after the video spans are encoded."""
 
-        return encode_all()
+    def __init__(self, audio_uri: str, inserts: list[AudioInsert]) -> None:
+        import av
 
-    aout = out.add_stream_from_template(ain)
-    aout.time_base = ain.time_base
-    last_pts = ain.duration if ain.duration else (mixer.total // FRAME + 1) * FRAME
-    regions = _regions(mixer.spans(), int(last_pts))
+        self._stack = contextlib.ExitStack()
+        pcm, self.rate = self._stack.enter_context(open_pcm(audio_uri))
+        self.mixer = Mixer(pcm, self.rate, inserts)
+        self.source = None
+        self._pool = None
+        track = aac_track_uri(audio_uri)
+        if storage.exists(track):
+            path = self._stack.enter_context(storage.local_path(track, suffix=".m4a"))
+            source = self._stack.enter_context(av.open(str(path)))
+            ain = source.streams.audio[0]
+            if ain.time_base == Fraction(1, self.rate) and ain.codec_context.channels == self.mixer.channels:
+                self.source, self.ain = source, ain
+        if self.source is None:
+            return  # no template track: the whole mix is encoded while muxing
+        last_pts = self.ain.duration if self.ain.duration else (self.mixer.total // FRAME + 1) * FRAME
+        self.regions = _regions(self.mixer.spans(), int(last_pts))
+        from concurrent.futures import ThreadPoolExecutor
 
-    def reencoded(a: int, b: int) -> list:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-aac")
+        self._futures = [self._pool.submit(self._reencoded, a, b) for a, b in self.regions]
+
+    def _reencoded(self, a: int, b: int) -> list:
         """Packets [a, b) of a fresh encode of the mix, started early enough to settle."""
+        import av
+
         encoder = av.CodecContext.create("aac", "w")
-        encoder.sample_rate, encoder.layout, encoder.format = rate, channel_layout(mixer.channels), "fltp"
-        encoder.bit_rate = AAC_BITRATE_PER_CHANNEL * min(mixer.channels, 6)
-        encoder.time_base = Fraction(1, rate)
+        encoder.sample_rate, encoder.layout, encoder.format = self.rate, channel_layout(self.mixer.channels), "fltp"
+        encoder.bit_rate = AAC_BITRATE_PER_CHANNEL * min(self.mixer.channels, 6)
+        encoder.time_base = Fraction(1, self.rate)
         start = max(0, a - WARMUP_FRAMES * FRAME)
-        end = min(mixer.total, b + WARMUP_FRAMES * FRAME)
-        return [p for p in encode_range(encoder, mixer, start, end) if a <= p.pts < b]
+        end = min(self.mixer.total, b + WARMUP_FRAMES * FRAME)
+        return [p for p in encode_range(encoder, self.mixer, start, end) if a <= p.pts < b]
 
-    def packets() -> Iterator:
-        with stack:
-            pending, replacing = list(regions), None
-            for packet in source.demux(ain):
-                if packet.pts is None or packet.size == 0:
-                    continue
-                if pending and packet.pts >= pending[0][0]:
-                    replacing = pending.pop(0)
-                    for new in reencoded(*replacing):
-                        new.time_base = Fraction(1, rate)
-                        new.stream = aout
-                        yield new
-                if replacing and replacing[0] <= packet.pts < replacing[1]:
-                    continue
-                packet.stream = aout
-                yield packet
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stack.close()
 
-    return packets()
+    def attach(self, out) -> Iterator:  # noqa: ANN001
+        """Add the AAC stream to ``out``; return an iterator of its packets in order (closes when done)."""
+        if self.source is None:
+            stream = add_aac_stream(out, self.rate, self.mixer.channels)
+
+            def encode_all() -> Iterator:
+                try:
+                    yield from encode_range(stream, self.mixer, 0, self.mixer.total)
+                finally:
+                    self.close()
+
+            return encode_all()
+
+        aout = out.add_stream_from_template(self.ain)
+        aout.time_base = self.ain.time_base
+
+        def packets() -> Iterator:
+            try:
+                pending = list(zip(self.regions, self._futures))
+                replacing = None
+                for packet in self.source.demux(self.ain):
+                    if packet.pts is None or packet.size == 0:
+                        continue
+                    if pending and packet.pts >= pending[0][0][0]:
+                        replacing, future = pending.pop(0)
+                        for new in future.result():
+                            new.time_base = Fraction(1, self.rate)
+                            new.stream = aout
+                            yield new
+                    if replacing and replacing[0] <= packet.pts < replacing[1]:
+                        continue
+                    packet.stream = aout
+                    yield packet
+            finally:
+                self.close()
+
+        return packets()

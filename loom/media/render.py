@@ -144,7 +144,11 @@ def patch_frame(frame, patches: list):  # noqa: ANN001, ANN201
     return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=frame.format.name)
 
 
-def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, list]) -> Iterator:
+def _frames_with_patches(
+    uri: str, first: int, stop: int, patches: dict[int, list], capture: dict[int, object] | None = None
+) -> Iterator:
+    """Frames [first, stop) patched; those whose index is a key of ``capture`` are also kept there
+    as RGB arrays (the preview's "after" frames, without decoding the output again)."""
     from loom.media.frames import read_video_frames
 
     expected = first
@@ -152,7 +156,11 @@ def _frames_with_patches(uri: str, first: int, stop: int, patches: dict[int, lis
         if index != expected:
             raise SpliceImpossible(f"decoding frames {first}-{stop} gave frame {index} where {expected} was due")
         expected += 1
-        yield patch_frame(frame, patches[index]) if index in patches else frame
+        if index in patches:
+            frame = patch_frame(frame, patches[index])
+        if capture is not None and index in capture:
+            capture[index] = frame.to_ndarray(format="rgb24")
+        yield frame
     if expected != stop:
         raise SpliceImpossible(f"decoding frames {first}-{stop} stopped at {expected}")
 
@@ -245,11 +253,13 @@ def splice_video(
     audio: Callable | None = None,
     idr_frames: Iterable[int] = (),
     crf: int | None = None,
+    capture: dict[int, object] | None = None,
 ) -> SpliceResult:
     """Write ``target`` (MP4): the GOPs around ``spans`` re-encoded with ``patches``, all else copied.
 
     ``idr_frames``: frames that must become IDR pictures (their GOPs are re-encoded too).
     ``audio(out)``: adds an audio stream to the output and returns an iterator of its packets.
+    ``capture``: re-encoded frames whose index is a key get their output pixels (RGB) stored there.
     """
     import av
 
@@ -277,7 +287,7 @@ def splice_video(
                 encoder.crf = crf
             for first, stop in regions:
                 idr_at = [f - first for f in forced if first <= f < stop]
-                frames = prefetched(_frames_with_patches(str(path), first, stop, patches))
+                frames = prefetched(_frames_with_patches(str(path), first, stop, patches, capture))
                 packets = list(encoder.encode(frames, idr_at=idr_at))
                 if len(packets) != stop - first:
                     raise SpliceImpossible(f"encoder gave {len(packets)} packets for {stop - first} frames")
@@ -342,7 +352,13 @@ def splice_video(
 # ---------------------------------------------------------------- full re-encode
 
 
-def _full(prepared: PreparedTemplate, inserts: list[AudioInsert], patches: dict[int, list], target: str) -> int:
+def _full(
+    prepared: PreparedTemplate,
+    inserts: list[AudioInsert],
+    patches: dict[int, list],
+    target: str,
+    capture: dict[int, object] | None = None,
+) -> int:
     """Decode every frame, patch the edited ones, encode once (used only when a splice is impossible)."""
     import av
 
@@ -366,6 +382,8 @@ def _full(prepared: PreparedTemplate, inserts: list[AudioInsert], patches: dict[
                 for frame in source.decode(vin):
                     if count in patches:
                         frame = patch_frame(frame, patches[count])
+                    if capture is not None and count in capture:
+                        capture[count] = frame.to_ndarray(format="rgb24")
                     if frame.format.name != "yuv420p":
                         frame = frame.reformat(format="yuv420p")
                     frame.pts = count
@@ -385,12 +403,20 @@ def _full(prepared: PreparedTemplate, inserts: list[AudioInsert], patches: dict[
 
 
 def render_recipient(
-    prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str
+    prepared: PreparedTemplate,
+    inserts: list[AudioInsert],
+    patch_sets: list[PatchSetRef],
+    out_uri: str,
+    capture: dict[int, object] | None = None,
 ) -> RenderReport:
-    """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once."""
+    """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once.
+
+    ``capture``: frames whose index is a key and which are re-encoded get their output pixels
+    (RGB arrays) stored there; every other frame of the output is the working video's own.
+    """
     import av
 
-    from loom.media.aac import recipient_audio
+    from loom.media.aac import RecipientAudio
 
     started = time.perf_counter()
     frame_count = prepared.video.frame_count
@@ -398,8 +424,12 @@ def render_recipient(
     spans = edited_spans(ranges, frame_count)
     with storage.staged_output(out_uri, suffix=".mp4") as target:
         try:
-            result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
-                                  audio=lambda out: recipient_audio(out, prepared.audio_uri, inserts))
+            track = RecipientAudio(prepared.audio_uri, inserts)  # its windows encode while the video spans do
+            try:
+                result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
+                                      audio=track.attach, capture=capture)
+            finally:
+                track.close()
             mode, reason = "splice", None
             frames, reencoded, copied, regions = (result.frames, result.reencoded_frames, result.copied_packets,
                                                   result.regions)
@@ -409,7 +439,9 @@ def render_recipient(
             reason = f"splice failed: {exc}"
         if reason is not None:
             log.warning("full re-encode of %s: %s", out_uri, reason)
-            frames = _full(prepared, inserts, patches, str(target))
+            if capture is not None:
+                capture.update(dict.fromkeys(capture))  # nothing kept from the failed splice
+            frames = _full(prepared, inserts, patches, str(target), capture)
             mode, reencoded, copied, regions = "full", frames, 0, [(0, frames)]
     return RenderReport(
         output_uri=out_uri,

@@ -69,8 +69,43 @@ def _segments(prepared: PreparedTemplate) -> list[tuple[str, str, int, tuple[flo
     return [t[1:] for t in items]
 
 
-def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri: str) -> str:
-    """Write a PNG with, per segment, the original and the output frame side by side; return its URI."""
+def preview_frames(prepared: PreparedTemplate) -> list[int]:
+    """The frames a preview shows (one per segment): what a render should ``capture``."""
+    return [row[2] for row in _segments(prepared)] or [prepared.video.frame_count // 2]
+
+
+def _before_frames(prepared: PreparedTemplate, indices: list[int]) -> dict[int, np.ndarray]:
+    """The working video's frames at ``indices``, decoded once per template version and kept in
+    its prepared folder (every recipient's preview shows the same "before" frames)."""
+    cache = storage.join(prepared.root, "preview-before.npz")
+    wanted = sorted(set(indices))
+    if storage.exists(cache):
+        try:
+            with np.load(io.BytesIO(storage.read_bytes(cache))) as data:
+                if sorted(int(k) for k in data.files) == wanted:
+                    return {int(k): data[k] for k in data.files}
+        except (OSError, ValueError):
+            pass  # unreadable (e.g. a half-written file from a killed run): made again below
+    frames = _frames_at(prepared.working_video_uri, wanted)
+    buf = io.BytesIO()
+    np.savez(buf, **{str(k): v for k, v in frames.items()})
+    storage.write_bytes(cache, buf.getvalue())
+    return frames
+
+
+def make_preview(
+    prepared: PreparedTemplate,
+    output_video_uri: str,
+    out_png_uri: str,
+    after: dict[int, np.ndarray | None] | None = None,
+    reencoded: list[tuple[int, int]] | None = None,
+) -> str:
+    """Write a PNG with, per segment, the original and the output frame side by side; return its URI.
+
+    ``after`` and ``reencoded`` come from the render (its captured frames and the spans it
+    re-encoded): output frames outside those spans are the working video's own, so nothing is
+    decoded from the output. Without them, the output is decoded at each segment's middle frame.
+    """
     vw, vh = prepared.video.width, prepared.video.height
     tw = THUMB_WIDTH
     th = max(1, int(round(vh * tw / vw)))
@@ -81,9 +116,20 @@ def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri:
     height = len(rows) * (th + LABEL_HEIGHT + GAP) + GAP
     sheet = Image.new("RGB", (width, height), (24, 24, 28))
     draw = ImageDraw.Draw(sheet)
-    frames = {
-        uri: _frames_at(uri, [row[2] for row in rows]) for uri in (prepared.working_video_uri, output_video_uri)
-    }
+    indices = [row[2] for row in rows]
+    before = _before_frames(prepared, indices)
+    if after is None or reencoded is None:
+        shown = _frames_at(output_video_uri, indices)
+    else:
+        def copied(index: int) -> bool:
+            return not any(a <= index < b for a, b in reencoded)
+
+        shown = {i: before[i] for i in indices if copied(i) and i in before}
+        shown.update({i: f for i, f in after.items() if f is not None})
+        missing = [i for i in indices if i not in shown]
+        if missing:
+            shown.update(_frames_at(output_video_uri, missing))
+    frames = {prepared.working_video_uri: before, output_video_uri: shown}
     y = GAP
     for seg_id, kind, index, box in rows:
         seconds = index / float(prepared.video.frame_rate)
@@ -97,6 +143,6 @@ def make_preview(prepared: PreparedTemplate, output_video_uri: str, out_png_uri:
             sheet.paste(Image.fromarray(thumb), (x0, y + LABEL_HEIGHT))
         y += th + LABEL_HEIGHT + GAP
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
+    sheet.save(buf, format="PNG", compress_level=3)  # a quarter of the default's time, ~10 % larger
     storage.write_bytes(out_png_uri, buf.getvalue())
     return out_png_uri
