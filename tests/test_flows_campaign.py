@@ -39,10 +39,10 @@ def cloned_voice(monkeypatch: pytest.MonkeyPatch, fake_elevenlabs):  # noqa: ANN
     return fake_elevenlabs
 
 
-def _campaign(template: Path, sheet: Path, out: Path, concurrency: int = 2):  # noqa: ANN202
+def _campaign(template: Path, sheet: Path, out: Path, concurrency: int = 2, **options: object):  # noqa: ANN202
     from flows.campaign import campaign
 
-    state = campaign(str(template), str(sheet), str(out), concurrency=concurrency, return_state=True)
+    state = campaign(str(template), str(sheet), str(out), concurrency=concurrency, return_state=True, **options)
     assert state.is_completed(), state
     return state.result(), str(state.state_details.flow_run_id)
 
@@ -100,3 +100,41 @@ def test_a_failing_voice_request_fails_only_its_recipient(loom_home: Path, use_s
     # a re-run retries only the failed row
     again, _ = _campaign(template, sheet, out, concurrency=1)
     assert again.counts == {"done": 1, "skipped": 2}
+
+
+def _wait_for(check, timeout: float = 30.0):  # noqa: ANN001, ANN202
+    """Task runs and artifacts reach the server as events, a moment after the run returns."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
+def test_rows_are_tasks_of_the_campaign_run_or_flow_runs_of_their_own(loom_home: Path, use_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    from tests.prefect_fixtures import child_flow_runs, task_runs_of
+
+    template = write_template(tmp_path / "tpl")
+    sheet = write_sheet(tmp_path / "sheet.csv", [ROWS[0], ROWS[1]])
+
+    result, run_id = _campaign(template, sheet, tmp_path / "out")
+    assert result.counts == {"done": 2}
+    with api(use_stack) as client:
+        names = _wait_for(lambda: (lambda n: n if {"row-1", "row-2"} <= n and sum(x.startswith("compose") for x in n) == 2 else None)(
+            {t["name"] for t in task_runs_of(client, run_id)}))
+        assert names, "the rows' task runs never reached the server"
+        assert sum(n.startswith("voice-line") for n in names) == 2 and sum(n.startswith("publish") for n in names) == 2
+        assert child_flow_runs(client, run_id) == []  # no flow run per row
+        # each recipient's link artifact (Prefect stores links as markdown "[text](url)") in the campaign run
+        links = _wait_for(lambda: [a for a in artifacts_of(client, [run_id]) if (a["key"] or "").startswith("video-")])
+        assert len(links) == 2 and all(".mp4)" in a["data"] for a in links)
+
+    result, run_id = _campaign(template, sheet, tmp_path / "out-runs", flow_run_per_row=True)
+    assert result.counts == {"done": 2}
+    with api(use_stack) as client:
+        children = _wait_for(lambda: (lambda c: c if len(c) == 2 else None)(child_flow_runs(client, run_id)))
+        assert children and all(c["state"]["type"] == "COMPLETED" for c in children)
+    assert len(list((tmp_path / "out-runs").glob("*.mp4"))) == 2
