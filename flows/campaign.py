@@ -38,6 +38,7 @@ from loom.campaign import CampaignEntry, CampaignPlan, failure_line, manifest_cs
 from loom.pipeline import template_version
 from loom.prepared import PreparedTemplate
 from loom.template import load_template
+from tasks.artifacts import record_campaign_lineage
 from tasks.prepare import prepare_template_fresh
 
 CAMPAIGN_DEPLOYMENT = "campaign/campaign"
@@ -194,6 +195,10 @@ def campaign(
                     next_update = time.monotonic() + UPDATE_EVERY_S
     _write_manifest(manifest_uri, plan.entries)
     update_progress_artifact(progress_id, 100.0)
+    if prepared is not None and not flow_run_per_row and not (scale_out and rows is None):
+        # rows made here (not by batch runs or their own flow runs, which record their own)
+        made = {e.row.key: e.output_uri for e in plan.entries if e.status == "done"}
+        record_campaign_lineage(prepared, made)
     counts: dict[str, int] = {}
     for entry in plan.entries:
         counts[entry.status] = counts.get(entry.status, 0) + 1

@@ -20,7 +20,7 @@ from loom.pipeline import RecipientResult
 from loom.prepared import PreparedTemplate
 from loom.recipients import check_row
 from loom.settings import get_settings
-from loom.template import Template, load_template
+from loom.template import Template, VisualSegment, load_template
 from tasks.compose import compose
 from tasks.lipsync import lipsync_line, lipsync_on_pool
 from tasks.prepare import prepare_template_fresh
@@ -53,12 +53,24 @@ def _lipsync(prepared: PreparedTemplate, segments: list, inserts: list[AudioInse
     return [ref for ref in refs if ref is not None]
 
 
+def _fetches(segment: VisualSegment, values: dict[str, str]) -> bool:
+    """Whether drawing this segment reads its value over a network (an image at gs:// or https://)."""
+    return segment.segment_type == "image" and storage.is_remote(values.get(segment.placeholder_key, ""))
+
+
 def recipient_steps(
     template: Template, prepared: PreparedTemplate, data: dict[str, str], output: str | None, parallel: bool = True
 ) -> RecipientResult:
-    """Make one recipient's video with tasks in the current flow run (``parallel``: voice and visual
-    tasks submitted at once to the flow's task runner; otherwise one after another, for callers that
-    already run recipients side by side)."""
+    """Make one recipient's video in the current flow run.
+
+    ``parallel`` (a recipient's own flow run): every step is a task, voice and visual tasks submitted
+    at once. Otherwise (a campaign row, itself a task, beside other rows): the steps that call a
+    network (voice, lip-sync, fetched logos) stay tasks for their retries and caches; the local ones
+    (drawing, compose, publish) run as plain calls of the same task functions (``.fn``), and the
+    lineage assets are left to the campaign, which records them for all its rows at once. On the
+    local SQLite server each task run is several writes: a sheet of rows times eight task runs kept
+    it busy (and locked) long after the campaign returned.
+    """
     started = time.perf_counter()
     values, key = pipeline.resolve_recipient(template, prepared, data)
     out_uri = pipeline.output_uri(template, key, output)
@@ -73,11 +85,12 @@ def recipient_steps(
     patch_sets = _lipsync(prepared, voices, inserts, workdir, parallel)
     if parallel:
         patch_sets += [f.result() for f in visual_futures]
+        render = compose(prepared, inserts, patch_sets, out_uri)
+        result = publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
     else:
-        patch_sets += [draw_visual(prepared, seg, values, workdir) for seg in visuals]
-
-    render = compose(prepared, inserts, patch_sets, out_uri)
-    result = publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
+        patch_sets += [(draw_visual if _fetches(seg, values) else draw_visual.fn)(prepared, seg, values, workdir) for seg in visuals]
+        render = compose.fn(prepared, inserts, patch_sets, out_uri)
+        result = publish.fn(prepared, key, values, inserts, patch_sets, render, out_uri, started, assets=False)
     storage.remove(workdir)
     return result
 

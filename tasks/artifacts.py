@@ -90,22 +90,45 @@ def summary_markdown(prepared: PreparedTemplate, result: RecipientResult) -> str
     return "\n".join(lines)
 
 
-def record_lineage_assets(prepared: PreparedTemplate, result: RecipientResult) -> None:
-    """Emit asset materializations: base video -> prepared template -> recipient video."""
+def _prepared_asset(prepared: PreparedTemplate) -> Asset:
+    """Materialize base video -> prepared template; return the prepared template's asset."""
     base = Asset(key=asset_key(prepared.template.base_video_path))
     prepared_asset = Asset(key=asset_key(storage.join(prepared.root, "prepared.json")))
-    video = Asset(key=asset_key(result.output_uri))
 
     @materialize(prepared_asset, asset_deps=[base], name="prepared-template-asset")
     def prepared_template_asset() -> None:
         add_asset_metadata(prepared_asset, {"template": prepared.template.id, "version": prepared.version})
 
+    prepared_template_asset()
+    return prepared_asset
+
+
+def record_lineage_assets(prepared: PreparedTemplate, result: RecipientResult) -> None:
+    """Emit asset materializations: base video -> prepared template -> recipient video."""
+    prepared_asset = _prepared_asset(prepared)
+    video = Asset(key=asset_key(result.output_uri))
+
     @materialize(video, asset_deps=[prepared_asset], name="recipient-video-asset")
     def recipient_video_asset() -> None:
         add_asset_metadata(video, {"recipient_key": result.recipient_key, "template_version": prepared.version})
 
-    prepared_template_asset()
     recipient_video_asset()
+
+
+def record_campaign_lineage(prepared: PreparedTemplate, videos: dict[str, str]) -> None:
+    """The same lineage for a campaign's videos (recipient key -> output URI) in two materializations,
+    not two per row: base video -> prepared template, then prepared template -> every video."""
+    if not videos:
+        return
+    prepared_asset = _prepared_asset(prepared)
+    assets = {key: Asset(key=asset_key(uri)) for key, uri in videos.items()}
+
+    @materialize(*assets.values(), asset_deps=[prepared_asset], name="campaign-videos-asset")
+    def campaign_videos_asset() -> None:
+        for key, asset in assets.items():
+            add_asset_metadata(asset, {"recipient_key": key, "template_version": prepared.version})
+
+    campaign_videos_asset()
 
 
 def record_artifacts(prepared: PreparedTemplate, result: RecipientResult) -> dict[str, str]:

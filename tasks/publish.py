@@ -23,9 +23,13 @@ def publish(
     render: dict[str, object],
     out_uri: str,
     started: float,
+    assets: bool = True,
 ) -> RecipientResult:
-    """The recipient's result record, written beside the video (``pipeline.publish``), and its artifacts."""
+    """The recipient's result record, written beside the video (``pipeline.publish``), and its
+    artifacts; with ``assets`` also its lineage as asset materializations (a campaign records its
+    rows' lineage once, at its end)."""
     result = pipeline.publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
     record_artifacts(prepared, result)
-    record_lineage_assets(prepared, result)
+    if assets:
+        record_lineage_assets(prepared, result)
     return result
