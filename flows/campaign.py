@@ -6,11 +6,11 @@ never stops the others: the manifest (``manifest.csv`` in the output folder, als
 artifact) says what happened to each row and why. Planning and the manifest come from
 ``loom.campaign``, shared with the CLI's campaign without Prefect; only the fan-out differs.
 
-Locally each row is a ``make-recipient`` task running the recipient flow's own tasks (voice,
-visual, lip-sync, compose, publish with its artifacts) in this run, ``concurrency`` rows at a
-time on threads: a flow run per row would cost about a second each (its API calls, and the flow
-engine's heartbeat thread, joined at the end of every run), which on a small recording is more
-than the recipient itself. ``flow_run_per_row`` brings that back for those who want a run per
+Locally each row is a ``make-recipient`` task running the recipient flow's steps in this run
+(``flows.recipient.recipient_steps``: its network steps as tasks, the local ones as plain calls,
+its artifacts), ``concurrency`` rows at a time on threads: a flow run per row would cost about a
+second each (its API calls, and the flow engine's heartbeat thread, joined at the end of every
+run), which on a small recording is more than the recipient itself. ``flow_run_per_row`` brings that back for those who want a run per
 recipient in the UI. ``workers="processes"`` runs rows in worker processes instead (each pays
 its own start-up; worth it only for long recordings whose Python-side steps hold the GIL). With
 ``scale_out`` the valid rows are split into batches and each batch runs as a child run of this
@@ -168,8 +168,8 @@ def campaign(
     if scale_out and rows is None:
         _run_batches(template, sheet, plan, concurrency, batch_size, progress_id)
     elif plan.to_make:
-        # The pool bounds how many recipients are made at once. Processes by default: the engine's
-        # Python-heavy steps hold the GIL, so threads would take turns on one core.
+        # The pool bounds how many recipients are made at once. Threads by default: FFmpeg, x264,
+        # OpenCV and numpy release the GIL, and worker processes would each pay the imports.
         parallel = min(concurrency, len(plan.to_make))
         runner_type = ProcessPoolTaskRunner if workers == "processes" and parallel > 1 else ThreadPoolTaskRunner
         next_update = time.monotonic() + UPDATE_EVERY_S

@@ -42,9 +42,11 @@ def _lipsync(prepared: PreparedTemplate, segments: list, inserts: list[AudioInse
     task (the engine logs why: lip-sync off, no face, or no checkpoint)."""
     on_pool = gpu_pool_configured()
     step = lipsync_on_pool if on_pool else lipsync_line
-    wanted = [(seg, ins) for seg, ins in zip(segments, inserts) if on_pool or pipeline.lipsync_will_run(prepared, seg)]
+    wanted = []
     for seg, ins in zip(segments, inserts):
-        if (seg, ins) not in wanted:
+        if on_pool or pipeline.lipsync_will_run(prepared, seg):
+            wanted.append((seg, ins))
+        else:
             pipeline.lipsync_line(prepared, seg, ins, workdir)  # returns None at once; warns once per process
     if parallel:
         refs = [f.result() for f in [step.submit(prepared, seg, ins, workdir) for seg, ins in wanted]]

@@ -138,3 +138,7 @@ def test_rows_are_tasks_of_the_campaign_run_or_flow_runs_of_their_own(loom_home:
         children = _wait_for(lambda: (lambda c: c if len(c) == 2 else None)(child_flow_runs(client, run_id)))
         assert children and all(c["state"]["type"] == "COMPLETED" for c in children)
     assert len(list((tmp_path / "out-runs").glob("*.mp4"))) == 2
+
+    # rows in worker processes: the same rows, each process with its own Prefect client
+    result, _ = _campaign(template, sheet, tmp_path / "out-processes", workers="processes")
+    assert result.counts == {"done": 2} and len(list((tmp_path / "out-processes").glob("*.mp4"))) == 2

@@ -134,3 +134,46 @@ def test_preview_decodes_each_video_once_and_shows_the_right_frames(scroll, tmp_
     opened.clear()
     preview.make_preview(p, str(out_video), str(tmp_path / "out.preview.png"))
     assert sorted(opened) == sorted([p.working_video_uri, str(out_video)])  # one pass per video
+
+
+def test_personalize_previews_from_the_renders_frames_without_decoding_the_output(loom_home: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The preview shows what the render encoded and what it copied, decoded from nowhere new: the
+    "before" frames come from the prepared folder's cache, the "after" ones from the render."""
+    from PIL import Image
+
+    import loom.visual.preview as preview
+    from loom import pipeline
+    from tests.prefect_fixtures import write_template
+
+    template = write_template(tmp_path / "tpl", size=(320, 240))
+    row = {"client_name": "Ada", "company_name": "Acme Robotics"}
+    pipeline.personalize(str(template), row, str(tmp_path / "first.mp4"))  # prepares; caches "before"
+
+    opened: list[str] = []
+    real = preview.read_video_frames
+    monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b: opened.append(uri) or real(uri, a, b))
+    result = pipeline.personalize(str(template), {**row, "company_name": "Globex"}, str(tmp_path / "second.mp4"))
+    assert opened == []  # neither the working video nor the output was decoded for the preview
+    prepared = pipeline.prepare_template(pipeline.load_template(str(template)))
+    assert Path(prepared.root, "preview-before.npz").is_file()
+
+    # the same sheet made the slow way (decoding both videos) looks the same
+    slow = preview.make_preview(prepared, result.output_uri, str(tmp_path / "slow.png"))
+    assert opened and result.output_uri in opened
+    fast_px = np.asarray(Image.open(result.preview_uri).convert("RGB"), dtype=np.float64)
+    slow_px = np.asarray(Image.open(slow).convert("RGB"), dtype=np.float64)
+    assert fast_px.shape == slow_px.shape
+    mse = float(np.mean((fast_px - slow_px) ** 2))
+    assert mse == 0 or 10 * np.log10(255**2 / mse) > 40  # pre-encode vs decoded pixels of one CRF-10 encode
+    # each row shows the edit in the box (top of the frame) and the original pixels far from it:
+    # the "after" frames are the render's patched frames, the "before" ones the working video's
+    tw, th = preview.THUMB_WIDTH, round(240 * preview.THUMB_WIDTH / 320)
+
+    def thumb(row: int, col: int) -> np.ndarray:
+        y = preview.GAP + row * (th + preview.LABEL_HEIGHT + preview.GAP) + preview.LABEL_HEIGHT
+        x = preview.GAP + col * (tw + preview.GAP)
+        return fast_px[y : y + th, x : x + tw]
+
+    for row in (0, 1):
+        assert np.abs(thumb(row, 0)[: th // 3] - thumb(row, 1)[: th // 3]).max() > 50
+        assert np.array_equal(thumb(row, 0)[th // 2 :], thumb(row, 1)[th // 2 :])

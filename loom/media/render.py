@@ -259,7 +259,7 @@ def splice_video(
 
     ``idr_frames``: frames that must become IDR pictures (their GOPs are re-encoded too).
     ``audio(out)``: adds an audio stream to the output and returns an iterator of its packets.
-    ``capture``: re-encoded frames whose index is a key get their output pixels (RGB) stored there.
+    ``capture``: re-encoded frames whose index is a key get the pixels given to the encoder (RGB) stored there.
     """
     import av
 
@@ -411,8 +411,8 @@ def render_recipient(
 ) -> RenderReport:
     """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once.
 
-    ``capture``: frames whose index is a key and which are re-encoded get their output pixels
-    (RGB arrays) stored there; every other frame of the output is the working video's own.
+    ``capture``: frames whose index is a key and which are re-encoded get the pixels given to the
+    encoder (RGB arrays) stored there; every other frame of the output is the working video's own.
     """
     import av
 
