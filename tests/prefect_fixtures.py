@@ -144,6 +144,18 @@ def deployment_id(client: httpx.Client, flow: str, name: str) -> str:
     return str(resp.json()["id"])
 
 
+def create_run(client: httpx.Client, deployment: str, body: dict, attempts: int = 6) -> dict:
+    """``POST /deployments/{id}/create_flow_run`` as Prefect's own client makes it: a 503 (the local
+    SQLite server answers "database is locked" while it writes a previous run's events) is retried."""
+    for attempt in range(attempts):
+        resp = client.post(f"/deployments/{deployment}/create_flow_run", json=body)
+        if resp.status_code != 503 or attempt == attempts - 1:
+            break
+        time.sleep(1 + attempt)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
 def wait_for_run(client: httpx.Client, run_id: str, timeout: float = 180) -> dict:
     """Poll a flow run until it is final; return its JSON."""
     deadline = time.monotonic() + timeout

@@ -14,6 +14,7 @@ from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
     api,
     artifacts_of,
     child_flow_runs,
+    create_run,
     deployment_id,
     fake_elevenlabs,
     prefect_stack,
@@ -42,16 +43,16 @@ def test_recipient_run_through_rest_makes_a_video_and_sends_lipsync_to_the_gpu_p
     output = tmp_path / "out" / "ada.mp4"
     with api(prefect_stack) as client:
         dep = deployment_id(client, "personalize-recipient", "personalize-recipient")
-        resp = client.post(
-            f"/deployments/{dep}/create_flow_run",
-            json={
+        created = create_run(
+            client,
+            dep,
+            {
                 "parameters": {"template": str(template), "data": {"client_name": "Ada", "company_name": "Acme"}, "output": str(output)},
                 # a GPU pool configured for this run: lip-sync becomes a run of the wav2lip deployment
                 "job_variables": {"env": {"LOOM_GPU_POOL": "gpu"}},
             },
         )
-        assert resp.status_code == 201, resp.text
-        run = wait_for_run(client, resp.json()["id"])
+        run = wait_for_run(client, created["id"])
         assert run["state"]["type"] == "COMPLETED", run["state"]
         assert output.is_file() and output.stat().st_size > 1000
 
@@ -86,7 +87,7 @@ def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, f
     )
     with api(prefect_stack) as client:
         dep = deployment_id(client, "campaign", "campaign")
-        first = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
+        first = create_run(client, dep, {"parameters": params})
         deadline = time.monotonic() + 180
         while not list(out.glob("*.mp4")):  # row 2's video: row 1 has failed by now
             assert time.monotonic() < deadline, "the campaign made no video"
@@ -99,7 +100,7 @@ def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, f
         assert client.get(f"/flow_runs/{first['id']}").json()["state"]["type"] == "RUNNING"
 
         prefect_stack.start_worker("cpu")
-        second = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
+        second = create_run(client, dep, {"parameters": params})
         run = wait_for_run(client, second["id"])
         assert run["state"]["type"] == "COMPLETED", run["state"]
 
@@ -153,7 +154,7 @@ def test_campaign_scaled_out_runs_batches_as_child_runs_on_the_cpu_pool(prefect_
     params = {"template": str(template), "sheet": str(sheet), "output_dir": str(out), "scale_out": True, "batch_size": 2}
     with api(prefect_stack) as client:
         dep = deployment_id(client, "campaign", "campaign")
-        created = client.post(f"/deployments/{dep}/create_flow_run", json={"parameters": params}).json()
+        created = create_run(client, dep, {"parameters": params})
         run = wait_for_run(client, created["id"], timeout=240)
         assert run["state"]["type"] == "COMPLETED", run["state"]
         children = [c for c in child_flow_runs(client, run["id"]) if c["deployment_id"] == dep]
