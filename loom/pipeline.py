@@ -188,17 +188,22 @@ def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[s
     return insert.model_copy(update={"text": text, "spoken_text": spoken})
 
 
+def lipsync_wanted(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
+    """Whether this window is to be lip-synced at all: lip-sync on, and a face found at prepare time."""
+    return segment.lipsync and segment.id in prepared.faces
+
+
 def lipsync_will_run(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
-    """Whether ``lipsync_line`` would make patches for this window: lip-sync on, a face found at
-    prepare time, and a backend configured (a Wav2Lip checkpoint, or Sync Labs)."""
-    return segment.lipsync and segment.id in prepared.faces and not _wav2lip_unconfigured()
+    """Whether ``lipsync_line`` would make patches for this window: wanted, and a backend
+    configured here (a Wav2Lip checkpoint, or Sync Labs)."""
+    return lipsync_wanted(prepared, segment) and not _wav2lip_unconfigured()
 
 
 def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
     """Mouth patches for the window's frames, or None when lip-sync is off or unavailable."""
     from loom.settings import get_settings
 
-    if not segment.lipsync or segment.id not in prepared.faces:
+    if not lipsync_wanted(prepared, segment):
         return None
     if _wav2lip_unconfigured() and "loom.lipsync.engine" not in sys.modules:
         _warn_no_checkpoint()  # the engine would skip too; not importing it saves torch's import
@@ -240,9 +245,13 @@ def draw_visual(prepared: PreparedTemplate, segment: VisualSegment, values: dict
     return draw_segment(prepared, segment, values[segment.placeholder_key], storage.join(workdir, f"visual-{segment.id}.npz"))
 
 
+def _output_stem(out_uri: str) -> str:
+    """The video's URI without ``.mp4``: its preview and record are named from it."""
+    return out_uri[: -len(".mp4")] if out_uri.endswith(".mp4") else out_uri
+
+
 def preview_uri(out_uri: str) -> str:
-    stem = out_uri[: -len(".mp4")] if out_uri.endswith(".mp4") else out_uri
-    return f"{stem}.preview.png"
+    return f"{_output_stem(out_uri)}.preview.png"
 
 
 def compose(prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str) -> dict[str, object]:
@@ -267,7 +276,6 @@ def publish(
     started: float,
 ) -> RecipientResult:
     """Preview PNG and the lineage record beside the video."""
-    stem = out_uri[: -len(".mp4")] if out_uri.endswith(".mp4") else out_uri
     preview = render.get("preview_uri")
     if not isinstance(preview, str):  # a render report from elsewhere (e.g. an older run): make it now
         from loom.visual.preview import make_preview
@@ -289,7 +297,7 @@ def publish(
         recipient_key=key,
         output_uri=out_uri,
         preview_uri=preview,
-        record_uri=f"{stem}.json",
+        record_uri=f"{_output_stem(out_uri)}.json",
         values=values,
         voice=inserts,
         patches=patch_sets,

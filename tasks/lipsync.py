@@ -41,8 +41,8 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
 @task(name="lipsync-on-gpu-pool", **network_retry_options())
 def lipsync_on_pool(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
     """Run the ``wav2lip`` deployment for this window as a child flow run and read back its patches."""
-    if not segment.lipsync or segment.id not in prepared.faces:
-        return None  # same rule as the engine: no child run for a window that is not lip-synced
+    if not pipeline.lipsync_wanted(prepared, segment):
+        return None  # the engine's rule: no child run for a window that is not lip-synced
     ref_uri = patch_ref_uri(workdir, segment.id)
     storage.remove(ref_uri)  # a stale reference from an earlier try must not pass for this run's
     run = run_deployment(
