@@ -11,4 +11,7 @@ fi
 # The CPU build of torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# An editable install leaves the project's modules uncompiled; where PYTHONDONTWRITEBYTECODE is set
+# (as in many containers) every `loom` process would compile them again (~0.3 s per start).
+.venv/bin/python -m compileall -q loom app tasks flows blocks >/dev/null
 echo "better-loom is installed: .venv/bin/loom --help" >&2

@@ -23,7 +23,10 @@ was imported; the second and third recipients (new values, so new speech) are ti
 ``floor`` is in-process (a PyAV stream-copy remux plus encoding only the frames their render
 re-encoded, the frames decoded beforehand and not timed); ``floor_processes`` is the same work as
 tools run from a shell, start-up included like ``loom personalize``'s (``ffmpeg -c copy``, and one
-``ffmpeg`` per span decoding and encoding just its frames with the renderer's x264 settings).
+``ffmpeg`` per span decoding and encoding just its frames with the renderer's x264 settings);
+``floor_side_by_side`` is ``floor`` with the spans encoded on threads at once, as the renderer does.
+The project's bytecode is compiled first, as an install would (``compile_bytecode``). Later
+recipients read their spans' original frames from the frame cache the first one filled.
 """
 
 from __future__ import annotations
@@ -338,9 +341,14 @@ def loom_personalize(template: Path, row: Path, out: Path, env: dict[str, str], 
     return watch.both
 
 
-def time_floor_spans(video_uri: str, base_video: str, spans: list[tuple[int, int]], tmp: Path) -> tuple[float, float]:
+def time_floor_spans(
+    video_uri: str, base_video: str, spans: list[tuple[int, int]], tmp: Path, side_by_side: bool = False
+) -> tuple[float, float]:
     """(wall, cpu) of the floor for a render that re-encoded ``spans``: stream-copy remux of the whole
-    recording plus encoding only those frames (decoded beforehand, not timed)."""
+    recording plus encoding only those frames (decoded beforehand, not timed); with ``side_by_side``
+    the spans encode on threads at once, as the renderer encodes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import av
 
     from loom.media import h264
@@ -354,10 +362,17 @@ def time_floor_spans(video_uri: str, base_video: str, spans: list[tuple[int, int
     with av.open(video_uri) as c:
         vin = c.streams.video[0]
         encoder, _ = _span_encoder(probe_video(video_uri), vin, h264.AvcConfig.parse(vin.codec_context.extradata))
+    def encode_run(run_frames: list) -> None:
+        for _ in encoder.encode(run_frames):
+            pass
+
     with Stopwatch() as encode:
-        for run_frames in frames:
-            for _ in encoder.encode(run_frames):
-                pass
+        if side_by_side:
+            with ThreadPoolExecutor(max_workers=max(1, min(len(frames), os.cpu_count() or 1, 4))) as pool:
+                list(pool.map(encode_run, frames))
+        else:
+            for run_frames in frames:
+                encode_run(run_frames)
     return remux.wall + encode.wall, remux.cpu + encode.cpu
 
 
@@ -379,10 +394,22 @@ def time_floor_processes(working_uri: str, base_video: str, spans: list[tuple[in
     return watch.both
 
 
+def compile_bytecode() -> None:
+    """Compile the project's modules, as installing a package does (pip compiles what it installs;
+    this checkout is an editable install, and where PYTHONDONTWRITEBYTECODE is set, as in some
+    containers, Python would otherwise recompile every module in every ``loom`` process)."""
+    import compileall
+
+    for package in ("loom", "app"):
+        compileall.compile_dir(str(ROOT / package), quiet=1)
+
+
 def bench_personalize(src: Path, scale: float, tmp: Path) -> dict:
     """`loom personalize` for a first recipient (prepares), then two more, each timed, with its floor."""
     import json
     import shutil
+
+    compile_bytecode()
 
     shutil.rmtree(tmp, ignore_errors=True)  # a fresh home: nothing prepared, no speech cached
     tmp.mkdir(parents=True)
@@ -404,6 +431,8 @@ def bench_personalize(src: Path, scale: float, tmp: Path) -> dict:
     prepared = PreparedTemplate.model_validate_json(prepared_json.read_text())
     floors = [time_floor_spans(prepared.working_video_uri, str(src), spans, tmp) for _ in range(3)]
     result["floor"] = (min(f[0] for f in floors), min(f[1] for f in floors))
+    floors = [time_floor_spans(prepared.working_video_uri, str(src), spans, tmp, side_by_side=True) for _ in range(3)]
+    result["floor_side_by_side"] = (min(f[0] for f in floors), min(f[1] for f in floors))
     fps = float(Fraction(prepared.video.fps))
     floors = [time_floor_processes(prepared.working_video_uri, str(src), spans, fps, tmp) for _ in range(3)]
     result["floor_processes"] = (min(f[0] for f in floors), min(f[1] for f in floors))
@@ -473,6 +502,8 @@ def main() -> None:
     print(f"inputs: {size[0]}x{size[1]} {FPS} fps H.264, {short} s and {long_} s, 7 s of edits; work dir {base}")
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    os.environ["LOOM_HOME"] = str(base / "home")  # the in-process renders' frame cache goes there
+    compile_bytecode()
     if opts.only_personalize:
         return report_personalize(base, short, long_, size, scale)
     results = {}
@@ -512,7 +543,10 @@ def report_personalize(base: Path, short: int, long_: int, size: tuple[int, int]
         print(f"  {'personalize / floor':28s} {t['personalize'][0] / t['floor'][0]:7.2f}x {t['personalize'][1] / t['floor'][1]:7.2f}x")
         print(f"  {'personalize / floor_processes':28s} {t['personalize'][0] / t['floor_processes'][0]:7.2f}x "
               f"{t['personalize'][1] / t['floor_processes'][1]:7.2f}x")
+        print(f"  {'personalize / floor_side_by_side':28s} {t['personalize'][0] / t['floor_side_by_side'][0]:7.2f}x "
+              f"{t['personalize'][1] / t['floor_side_by_side'][1]:7.2f}x")
         print(f"  {'render step / floor':28s} {t['render_in_personalize'][0] / t['floor'][0]:7.2f}x")
+        print(f"  {'render step / floor_side_by_side':28s} {t['render_in_personalize'][0] / t['floor_side_by_side'][0]:7.2f}x")
     a, b = results[short]["times"], results[long_]["times"]
     print(f"\npersonalize {long_} s / {short} s: wall {b['personalize'][0] / a['personalize'][0]:.2f}x, "
           f"cpu {b['personalize'][1] / a['personalize'][1]:.2f}x")

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -239,10 +240,15 @@ def _warn_no_checkpoint() -> None:
         )
 
 
-def draw_visual(prepared: PreparedTemplate, segment: VisualSegment, values: dict[str, str], workdir: str) -> PatchSetRef:
+def draw_visual(
+    prepared: PreparedTemplate, segment: VisualSegment, values: dict[str, str], workdir: str, in_memory: bool = False
+) -> PatchSetRef:
+    """The segment's patches, as a file in ``workdir``; ``in_memory``: handed over to a render in
+    this process, drawn frame by frame as it encodes (``draw_segment``)."""
     from loom.visual.draw import draw_segment
 
-    return draw_segment(prepared, segment, values[segment.placeholder_key], storage.join(workdir, f"visual-{segment.id}.npz"))
+    out_uri = storage.join(workdir, f"visual-{segment.id}.npz")
+    return draw_segment(prepared, segment, values[segment.placeholder_key], out_uri, in_memory=in_memory)
 
 
 def _output_stem(out_uri: str) -> str:
@@ -254,8 +260,11 @@ def preview_uri(out_uri: str) -> str:
     return f"{_output_stem(out_uri)}.preview.png"
 
 
-def compose(prepared: PreparedTemplate, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], out_uri: str) -> dict[str, object]:
-    """Render the video and its preview; the preview's "after" frames are kept while rendering."""
+def compose(
+    prepared: PreparedTemplate, inserts: list[AudioInsert] | Future, patch_sets: list[PatchSetRef], out_uri: str
+) -> dict[str, object]:
+    """Render the video and its preview; the preview's "after" frames are kept while rendering.
+    ``inserts`` may be a ``Future`` of them (lines still being spoken): only the audio waits."""
     from loom.media.render import render_recipient
     from loom.visual.preview import make_preview, preview_frames
 
@@ -325,14 +334,28 @@ def personalize(template: Template | str, data: dict[str, object], out: str | No
     values, key = resolve_recipient(template, prepared, data)
     out_uri = output_uri(template, key, out)
     workdir = recipient_workdir(prepared, key)
-    inserts = [voice_line(prepared, seg, values, workdir) for seg in template.voice_segments]
-    patch_sets: list[PatchSetRef] = []
-    for seg, insert in zip(template.voice_segments, inserts):
-        ref = lipsync_line(prepared, seg, insert, workdir)
-        if ref is not None:
-            patch_sets.append(ref)
-    patch_sets += [draw_visual(prepared, seg, values, workdir) for seg in template.visual_segments]
-    render = compose(prepared, inserts, patch_sets, out_uri)
+    # One process does every step, so the steps overlap where they can: the voice lines are spoken
+    # on a thread while the visuals are drawn and, unless lip-sync needs them first, while the video
+    # spans encode (only the audio track waits for them); the visual patches are handed to the
+    # render in memory and laid frame by frame beside the encoder.
+    drawn: list[PatchSetRef] = []
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-voice") as pool:
+            spoken = pool.submit(lambda: [voice_line(prepared, seg, values, workdir) for seg in template.voice_segments])
+            drawn += [draw_visual(prepared, seg, values, workdir, in_memory=True) for seg in template.visual_segments]
+            patch_sets: list[PatchSetRef] = []
+            if any(lipsync_wanted(prepared, seg) for seg in template.voice_segments):
+                for seg, insert in zip(template.voice_segments, spoken.result()):
+                    ref = lipsync_line(prepared, seg, insert, workdir)
+                    if ref is not None:
+                        patch_sets.append(ref)
+            patch_sets += drawn
+            render = compose(prepared, spoken, patch_sets, out_uri)
+            inserts = spoken.result()
+    finally:
+        from loom.media.patches import release
+
+        release(ref.uri for ref in drawn)
     result = publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
     storage.remove(workdir)
     return result

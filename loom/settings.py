@@ -33,9 +33,26 @@ class LoomSettings(BaseSettings):
     gpu_pool: str | None = Field(
         default=None, description="Name of a Prefect work pool that serves the wav2lip deployment."
     )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Local folder for this machine's caches (decoded frames of edited spans); "
+        "default <home>/cache for a local home, else ~/.cache/better-loom.",
+    )
+    frame_cache_mb: int = Field(
+        default=4096, ge=0, description="Most disk the decoded-frame cache may use, in MiB; 0 switches it off."
+    )
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated API keys of the jobs API.")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret for webhook signatures.")
     webhook_allowed_hosts: str = Field(default="", description="Comma-separated hosts exempt from the SSRF guard.")
+
+    def local_cache_dir(self) -> str:
+        if self.cache_dir:
+            return self.cache_dir
+        from loom import storage
+
+        if not storage.is_remote(self.home):
+            return str(Path(self.home.removeprefix("file://")).resolve() / "cache")
+        return str(Path.home() / ".cache" / "better-loom")
 
 
 @lru_cache(maxsize=1)

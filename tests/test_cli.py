@@ -94,3 +94,23 @@ def test_personalize_unseen_template_prints_output_last(tmp_path: Path) -> None:
 def test_help_of_every_command(command: str, tmp_path: Path) -> None:
     proc = run_loom(command, "--help", home=tmp_path)
     assert proc.returncode == 0 and "--port" in proc.stdout
+
+
+def test_a_line_too_long_for_its_window_fails_the_recipient_with_one_line_and_no_video(tmp_path: Path) -> None:
+    # The voice line is spoken while the video spans encode; its failure must still end the run
+    # with the fitting step's one line, and leave no video behind.
+    video = make_clip(tmp_path / "base.mp4", seconds=3.0)
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (64, 64), (200, 30, 30, 255)).save(logo)
+    (tmp_path / "t.json").write_text(json.dumps(seed_template(video)))
+    name = "Bartholomew Maximilian Alexander Montgomery-Fitzgerald the Third of Westminster"
+    (tmp_path / "row.json").write_text(json.dumps({"client_name": name, "company_name": "Globex", "logo": str(logo)}))
+    out = tmp_path / "out" / "long.mp4"
+    proc = run_loom("personalize", "--template", str(tmp_path / "t.json"), "--data", str(tmp_path / "row.json"),
+                    "--out", str(out), home=tmp_path / "home")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and 'line "hello" needs' in errors[0] and "s of speech" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no staged half-video either

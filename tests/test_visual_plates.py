@@ -177,3 +177,28 @@ def test_personalize_previews_from_the_renders_frames_without_decoding_the_outpu
     for row in (0, 1):
         assert np.abs(thumb(row, 0)[: th // 3] - thumb(row, 1)[: th // 3]).max() > 50
         assert np.array_equal(thumb(row, 0)[th // 2 :], thumb(row, 1)[th // 2 :])
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_patches_handed_over_in_memory_are_the_ones_a_file_would_hold(kind, scroll, pan, tmp_path) -> None:  # noqa: F811
+    from loom.media.patches import load_patch_source, release
+    from loom.media.render import load_patches
+
+    prepared, seg, frames, _, root = scroll if kind == "text" else pan
+    value = "Globex Industries" if kind == "text" else str(_logo_png(tmp_path / "logo.png"))
+    plated, _ = _with_plate(prepared, seg, tmp_path)
+    stored = draw_segment(plated, seg, value, str(tmp_path / "stored.npz"))
+    handed_uri = str(tmp_path / "handed.npz")
+    handed = draw_segment(plated, seg, value, handed_uri, in_memory=True)
+    try:
+        assert not Path(handed_uri).exists()  # nothing written: the render lays each frame's patch
+        assert handed.frames_patched == stored.frames_patched == len(frames)
+        (by_stored, range_stored), (by_handed, range_handed) = load_patches([stored]), load_patches([handed])
+        assert range_stored == range_handed and list(by_stored) == list(by_handed)
+        for f in by_stored:
+            (a,), (b,) = by_stored[f], by_handed[f]
+            assert (a.x, a.y) == (b.x, b.y) and np.array_equal(a.rgba, b.rgba)  # the render gets the same pixels
+    finally:
+        release([handed_uri])
+    with pytest.raises(FileNotFoundError):  # released: only a file could answer now
+        load_patch_source(handed_uri)

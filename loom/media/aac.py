@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import Future
 from fractions import Fraction
 
 import numpy as np
@@ -86,46 +87,58 @@ def recipient_audio(out, audio_uri: str, inserts: list[AudioInsert]) -> Iterator
     return RecipientAudio(audio_uri, inserts).attach(out)
 
 
-class RecipientAudio:
-    """The recipient's AAC track. Made before the video: the voice windows start re-encoding on a
-    thread at once (PyAV releases the GIL while encoding), so they are ready by the time the
-    muxer wants them instead of adding to the render after the video spans are encoded."""
+def resolved(inserts: list[AudioInsert] | Future) -> list[AudioInsert]:
+    """The voice inserts, waiting for them if they are still being spoken."""
+    return inserts.result() if isinstance(inserts, Future) else inserts
 
-    def __init__(self, audio_uri: str, inserts: list[AudioInsert]) -> None:
+
+class RecipientAudio:
+    """The recipient's AAC track. Made before the video: the voice windows re-encode on a thread
+    at once (PyAV releases the GIL while encoding), so they are ready by the time the muxer wants
+    them instead of adding to the render after the video spans are encoded. ``inserts`` may be a
+    ``Future`` of them: the lines are then still being spoken while the video spans encode, and
+    only the audio waits for them."""
+
+    def __init__(self, audio_uri: str, inserts: list[AudioInsert] | Future) -> None:
         import av
 
         self._stack = contextlib.ExitStack()
         pcm, self.rate = self._stack.enter_context(open_pcm(audio_uri))
-        self.mixer = Mixer(pcm, self.rate, inserts)
+        self.pcm = pcm
         self.source = None
         self._pool = None
+        self._inserts = inserts
         track = aac_track_uri(audio_uri)
         if storage.exists(track):
             path = self._stack.enter_context(storage.local_path(track, suffix=".m4a"))
             source = self._stack.enter_context(av.open(str(path)))
             ain = source.streams.audio[0]
-            if ain.time_base == Fraction(1, self.rate) and ain.codec_context.channels == self.mixer.channels:
+            if ain.time_base == Fraction(1, self.rate) and ain.codec_context.channels == pcm.shape[1]:
                 self.source, self.ain = source, ain
         if self.source is None:
             return  # no template track: the whole mix is encoded while muxing
-        last_pts = self.ain.duration if self.ain.duration else (self.mixer.total // FRAME + 1) * FRAME
-        self.regions = _regions(self.mixer.spans(), int(last_pts))
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-aac")
-        self._futures = [self._pool.submit(self._reencoded, a, b) for a, b in self.regions]
+        self._windows = self._pool.submit(self._encode_windows)
 
-    def _reencoded(self, a: int, b: int) -> list:
+    def _encode_windows(self) -> list[tuple[tuple[int, int], list]]:
+        """Each packet range to replace, with its re-encoded packets."""
+        mixer = Mixer(self.pcm, self.rate, resolved(self._inserts))
+        last_pts = self.ain.duration if self.ain.duration else (mixer.total // FRAME + 1) * FRAME
+        return [((a, b), self._reencoded(mixer, a, b)) for a, b in _regions(mixer.spans(), int(last_pts))]
+
+    def _reencoded(self, mixer: Mixer, a: int, b: int) -> list:
         """Packets [a, b) of a fresh encode of the mix, started early enough to settle."""
         import av
 
         encoder = av.CodecContext.create("aac", "w")
-        encoder.sample_rate, encoder.layout, encoder.format = self.rate, channel_layout(self.mixer.channels), "fltp"
-        encoder.bit_rate = AAC_BITRATE_PER_CHANNEL * min(self.mixer.channels, 6)
+        encoder.sample_rate, encoder.layout, encoder.format = self.rate, channel_layout(mixer.channels), "fltp"
+        encoder.bit_rate = AAC_BITRATE_PER_CHANNEL * min(mixer.channels, 6)
         encoder.time_base = Fraction(1, self.rate)
         start = max(0, a - WARMUP_FRAMES * FRAME)
-        end = min(self.mixer.total, b + WARMUP_FRAMES * FRAME)
-        return [p for p in encode_range(encoder, self.mixer, start, end) if a <= p.pts < b]
+        end = min(mixer.total, b + WARMUP_FRAMES * FRAME)
+        return [p for p in encode_range(encoder, mixer, start, end) if a <= p.pts < b]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -135,11 +148,12 @@ class RecipientAudio:
     def attach(self, out) -> Iterator:  # noqa: ANN001
         """Add the AAC stream to ``out``; return an iterator of its packets in order (closes when done)."""
         if self.source is None:
-            stream = add_aac_stream(out, self.rate, self.mixer.channels)
+            stream = add_aac_stream(out, self.rate, self.pcm.shape[1])
 
             def encode_all() -> Iterator:
                 try:
-                    yield from encode_range(stream, self.mixer, 0, self.mixer.total)
+                    mixer = Mixer(self.pcm, self.rate, resolved(self._inserts))
+                    yield from encode_range(stream, mixer, 0, mixer.total)
                 finally:
                     self.close()
 
@@ -150,14 +164,14 @@ class RecipientAudio:
 
         def packets() -> Iterator:
             try:
-                pending = list(zip(self.regions, self._futures))
+                pending = self._windows.result()
                 replacing = None
                 for packet in self.source.demux(self.ain):
                     if packet.pts is None or packet.size == 0:
                         continue
                     if pending and packet.pts >= pending[0][0][0]:
-                        replacing, future = pending.pop(0)
-                        for new in future.result():
+                        replacing, new_packets = pending.pop(0)
+                        for new in new_packets:
                             new.time_base = Fraction(1, self.rate)
                             new.stream = aout
                             yield new

@@ -8,8 +8,10 @@ sets first, visual sets after.
 from __future__ import annotations
 
 import io
+import os
+import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,15 +28,23 @@ class Patch:
 
 def write_npz(uri: str, arrays: dict[str, np.ndarray]) -> str:
     """Arrays as one ``.npz`` (``np.load`` reads it). Stored as is on a local disk, where deflating
-    would cost more CPU than the bytes it saves (a tenth of a second per recipient at 720p);
-    deflated at level 1 for remote storage (``gs://``), where the bytes cross a network."""
+    would cost more CPU than the bytes it saves (a tenth of a second per recipient at 720p), and
+    written straight to the (staged) file; deflated at level 1 for remote storage (``gs://``), where
+    the bytes cross a network."""
+    if not storage.is_remote(uri):
+        with storage.staged_output(uri, suffix=".npz") as target:
+            _write_arrays(target, arrays, zipfile.ZIP_STORED)
+        return os.path.abspath(uri.removeprefix("file://"))
     buf = io.BytesIO()
-    method = zipfile.ZIP_DEFLATED if storage.is_remote(uri) else zipfile.ZIP_STORED
-    with zipfile.ZipFile(buf, "w", method, compresslevel=1 if method == zipfile.ZIP_DEFLATED else None) as archive:
+    _write_arrays(buf, arrays, zipfile.ZIP_DEFLATED)
+    return storage.write_bytes(uri, buf.getvalue())
+
+
+def _write_arrays(target, arrays: dict[str, np.ndarray], method: int) -> None:  # noqa: ANN001
+    with zipfile.ZipFile(target, "w", method, compresslevel=1 if method == zipfile.ZIP_DEFLATED else None) as archive:
         for name, array in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
                 np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
-    return storage.write_bytes(uri, buf.getvalue())
 
 
 class PatchSet:
@@ -52,24 +62,120 @@ class PatchSet:
         return len(self.frames)
 
     def save(self, uri: str) -> str:
-        """One ``.npz`` written by ``write_npz``."""
-        arrays: dict[str, np.ndarray] = {}
-        index = []
-        for frame, patches in sorted(self.frames.items()):
-            for k, p in enumerate(patches):
-                name = f"p{frame}_{k}"
-                arrays[name] = p.rgba
-                index.append([frame, k, int(p.x), int(p.y)])
-        arrays["index"] = np.asarray(index, dtype=np.int64).reshape(-1, 4)
-        return write_npz(uri, arrays)
+        """One ``.npz`` written by ``write_npz``, its patches packed (``pack_patches``)."""
+        return write_npz(uri, pack_patches((frame, p) for frame, patches in sorted(self.frames.items()) for p in patches))
 
     @classmethod
     def load(cls, uri: str) -> PatchSet:
         out = cls()
         with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
-            for frame, k, x, y in data["index"].tolist():
-                out.add(frame, Patch(x=x, y=y, rgba=data[f"p{frame}_{k}"]))
+            if "layout" in data:
+                for frame, patch in unpack_patches(data["layout"], data["pixels"]):
+                    out.add(frame, patch)
+            else:  # one array per patch (files written before patches were packed)
+                for frame, k, x, y in data["index"].tolist():
+                    out.add(frame, Patch(x=x, y=y, rgba=data[f"p{frame}_{k}"]))
         return out
+
+
+def pack_patches(items: Iterable[tuple[int, Patch]]) -> dict[str, np.ndarray]:
+    """Patches as two arrays: ``layout``, a row (frame, x, y, height, width, offset) per patch, and
+    ``pixels``, every patch's RGBA bytes one after another. Two archive members instead of one per
+    patch: writing and reading a recipient's patches is then one copy each way."""
+    rows, chunks, offset = [], [], 0
+    for frame, patch in items:
+        h, w = patch.rgba.shape[:2]
+        rows.append([int(frame), int(patch.x), int(patch.y), h, w, offset])
+        chunks.append(np.ascontiguousarray(patch.rgba).reshape(-1))
+        offset += h * w * 4
+    pixels = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    return {"layout": np.asarray(rows, np.int64).reshape(-1, 6), "pixels": pixels}
+
+
+def unpack_patches(layout: np.ndarray, pixels: np.ndarray) -> list[tuple[int, Patch]]:
+    """The patches ``pack_patches`` packed; their arrays are views of ``pixels``."""
+    return [(frame, Patch(x=x, y=y, rgba=pixels[offset : offset + h * w * 4].reshape(h, w, 4)))
+            for frame, x, y, h, w, offset in layout.tolist()]
+
+
+class DeferredPatches:
+    """A patch set handed over in memory, made frame by frame when the renderer asks: drawing then
+    runs inside the render, beside the encoder, instead of before it, and no file is written or
+    read. Used where drawing and rendering share a process (``loom personalize``); registered
+    under the URI its ``PatchSetRef`` names (``hand_over``), which ``load_patch_source`` looks up
+    before the file system."""
+
+    def __init__(self, frames: Iterable[int], make: Callable[[int], list[Patch]]) -> None:
+        self.indices = sorted(set(frames))
+        self._has = set(self.indices)
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def patches_at(self, frame: int) -> list[Patch]:
+        return self._make(frame) if frame in self._has else []
+
+
+_handed_over: dict[str, DeferredPatches] = {}
+_handover_lock = threading.Lock()
+
+
+def hand_over(uri: str, patches: DeferredPatches) -> None:
+    with _handover_lock:
+        _handed_over[uri] = patches
+
+
+def release(uris: Iterable[str]) -> None:
+    """Forget patch sets handed over under these URIs (after their render)."""
+    with _handover_lock:
+        for uri in uris:
+            _handed_over.pop(uri, None)
+
+
+def load_patch_source(uri: str) -> PatchSet | DeferredPatches:
+    """The patch set at ``uri``: handed over in this process, else read from storage."""
+    with _handover_lock:
+        handed = _handed_over.get(uri)
+    return handed if handed is not None else PatchSet.load(uri)
+
+
+class FramePatches(Mapping[int, list[Patch]]):
+    """Frame index -> the patches of every set at that frame, in the order the sets were added
+    (the order they composite in); stored sets are looked up, deferred ones made on demand."""
+
+    def __init__(self) -> None:
+        self._sources: list[dict[int, list[Patch]] | DeferredPatches] = []
+        self._index: set[int] = set()
+
+    def add(self, source: PatchSet | DeferredPatches) -> tuple[int, int] | None:
+        """Add a set; return its frame range [first patched, last patched + 1), None if empty."""
+        indices = source.indices if isinstance(source, DeferredPatches) else sorted(source.frames)
+        if not indices:
+            return None
+        self._sources.append(source if isinstance(source, DeferredPatches) else source.frames)
+        self._index.update(indices)
+        return indices[0], indices[-1] + 1
+
+    def __contains__(self, frame: object) -> bool:
+        return frame in self._index
+
+    def __getitem__(self, frame: int) -> list[Patch]:
+        if frame not in self._index:
+            raise KeyError(frame)
+        out: list[Patch] = []
+        for source in self._sources:
+            if isinstance(source, DeferredPatches):
+                out.extend(source.patches_at(frame))
+            else:
+                out.extend(source.get(frame, ()))
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._index))
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def apply_patches(frame: np.ndarray, patches: Iterable[Patch]) -> np.ndarray:

@@ -14,9 +14,12 @@ impossible the whole video is re-encoded once, and the reason logged and reporte
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -24,6 +27,7 @@ from pydantic import BaseModel, Field
 from loom import storage
 from loom.edits import AudioInsert, PatchSetRef
 from loom.media.frames import prefetched
+from loom.media.patches import FramePatches
 from loom.media.probe import VideoInfo
 from loom.prepared import PreparedTemplate
 
@@ -112,19 +116,18 @@ class _PacketIndex:
 # ---------------------------------------------------------------- patches
 
 
-def load_patches(patch_sets: list[PatchSetRef]) -> tuple[dict[int, list], list[tuple[int, int]]]:
+def load_patches(patch_sets: list[PatchSetRef]) -> tuple[FramePatches, list[tuple[int, int]]]:
     """Frame index -> patches, lip-sync sets first, then visual sets (the order they composite in),
-    and each non-empty set's frame range [first patched, last patched + 1)."""
-    from loom.media.patches import PatchSet
+    and each non-empty set's frame range [first patched, last patched + 1). Sets handed over in
+    memory (``patches.hand_over``) are drawn frame by frame as the encoder asks for them."""
+    from loom.media.patches import load_patch_source
 
-    by_frame: dict[int, list] = {}
+    by_frame = FramePatches()
     ranges: list[tuple[int, int]] = []
     for ref in sorted(patch_sets, key=lambda r: 0 if r.kind == "lipsync" else 1):
-        frames = PatchSet.load(ref.uri).frames
-        for frame, patches in frames.items():
-            by_frame.setdefault(frame, []).extend(patches)
-        if frames:
-            ranges.append((min(frames), max(frames) + 1))
+        span = by_frame.add(load_patch_source(ref.uri))
+        if span is not None:
+            ranges.append(span)
     return by_frame, ranges
 
 
@@ -145,14 +148,18 @@ def patch_frame(frame, patches: list):  # noqa: ANN001, ANN201
 
 
 def _frames_with_patches(
-    uri: str, first: int, stop: int, patches: dict[int, list], capture: dict[int, object] | None = None
+    uri: str | None, path: Path, first: int, stop: int, patches: Mapping[int, list], capture: dict[int, object] | None = None
 ) -> Iterator:
     """Frames [first, stop) patched; those whose index is a key of ``capture`` are also kept there
-    as RGB arrays (the preview's "after" frames, without decoding the output again)."""
+    as RGB arrays (the preview's "after" frames, without decoding the output again). With the
+    video's ``uri`` the original frames go through the frame cache (read from it when an earlier
+    recipient's render decoded them); without, they are decoded."""
+    from loom.media.frame_cache import span_frames
     from loom.media.frames import read_video_frames
 
     expected = first
-    for index, frame in read_video_frames(uri, first, stop, threads=False):
+    originals = span_frames(uri, path, first, stop) if uri is not None else read_video_frames(str(path), first, stop, threads=False)
+    for index, frame in originals:
         if index != expected:
             raise SpliceImpossible(f"decoding frames {first}-{stop} gave frame {index} where {expected} was due")
         expected += 1
@@ -237,6 +244,11 @@ def _span_encoder(video: VideoInfo, stream, avcc):  # noqa: ANN001, ANN202
     return encoder, extended.build()
 
 
+def _region_workers(regions: int) -> int:
+    """How many regions encode at once: one per core, at most four (x264 threads within each)."""
+    return max(1, min(regions, os.cpu_count() or 1, 4))
+
+
 class SpliceResult(BaseModel):
     frames: int
     reencoded_frames: int
@@ -248,18 +260,20 @@ def splice_video(
     video_uri: str,
     video: VideoInfo,
     spans: list[tuple[int, int]],
-    patches: dict[int, list],
+    patches: Mapping[int, list],
     target: str,
     audio: Callable | None = None,
     idr_frames: Iterable[int] = (),
     crf: int | None = None,
     capture: dict[int, object] | None = None,
+    cache_frames: bool = False,
 ) -> SpliceResult:
     """Write ``target`` (MP4): the GOPs around ``spans`` re-encoded with ``patches``, all else copied.
 
     ``idr_frames``: frames that must become IDR pictures (their GOPs are re-encoded too).
     ``audio(out)``: adds an audio stream to the output and returns an iterator of its packets.
     ``capture``: re-encoded frames whose index is a key get the pixels given to the encoder (RGB) stored there.
+    ``cache_frames``: keep the regions' decoded frames for later renders of the same video (``frame_cache``).
     """
     import av
 
@@ -279,27 +293,32 @@ def splice_video(
         forced = sorted(set(idr_frames) - set(index.idr_frames))
         regions = gop_regions(sorted(spans + [(f, f + 1) for f in forced]), index.idr_frames, index.frame_count)
         index.check_contiguous(regions)
-        encoded: dict[int, list[tuple[bytes, bool]]] = {}
         new_avcc = None
+        encoder = None
         if regions:
             encoder, new_avcc = _span_encoder(video, vin, avcc)
             if crf is not None:
                 encoder.crf = crf
-            for first, stop in regions:
-                idr_at = [f - first for f in forced if first <= f < stop]
-                frames = prefetched(_frames_with_patches(str(path), first, stop, patches, capture))
-                packets = list(encoder.encode(frames, idr_at=idr_at))
-                if len(packets) != stop - first:
-                    raise SpliceImpossible(f"encoder gave {len(packets)} packets for {stop - first} frames")
-                encoded[first] = packets
-        region_of = {d: region for region in regions for d in range(*region)}
 
+        def encode_region(first: int, stop: int) -> list[tuple[bytes, bool]]:
+            idr_at = [f - first for f in forced if first <= f < stop]
+            frames = prefetched(_frames_with_patches(video_uri if cache_frames else None, path, first, stop, patches, capture))
+            packets = list(encoder.encode(frames, idr_at=idr_at))
+            if len(packets) != stop - first:
+                raise SpliceImpossible(f"encoder gave {len(packets)} packets for {stop - first} frames")
+            return packets
+
+        region_of = {d: region for region in regions for d in range(*region)}
         tb = vin.time_base
         # The audio track starts with the first frame: a stream that starts later is moved to 0.
         shift = max(0, min(index.pts))
         counts = {"copied": 0, "frames": 0}
         source.seek(0)
-        with av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        # Regions are independent closed GOPs: they encode side by side (one x264 instance at this
+        # size leaves a third of two cores idle) while the packets before them are already muxed.
+        with ThreadPoolExecutor(max_workers=_region_workers(len(regions)), thread_name_prefix="loom-span") as pool, \
+                av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            jobs = {first: pool.submit(encode_region, first, stop) for first, stop in regions}
             vout = out.add_stream_from_template(vin)
             vout.time_base = tb
             if new_avcc is not None:
@@ -329,7 +348,7 @@ def splice_video(
                     pts_sorted = sorted(index.pts[i] for i in positions)
                     dts_sorted = sorted(index.dts[i] for i in positions)
                     duration = sorted(index.duration[i] for i in positions)[len(positions) // 2]
-                    for k, (payload, is_idr) in enumerate(encoded[region[0]]):
+                    for k, (payload, is_idr) in enumerate(jobs[region[0]].result()):
                         new = av.Packet(payload)
                         new.pts, new.dts = pts_sorted[k] - shift, min(dts_sorted[k], pts_sorted[k]) - shift
                         new.duration = duration
@@ -339,8 +358,12 @@ def splice_video(
                         counts["frames"] += 1
                         yield new
 
-            for packet in _interleave(video_packets(), audio_packets):
-                out.mux(packet)
+            try:
+                for packet in _interleave(video_packets(), audio_packets):
+                    out.mux(packet)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return SpliceResult(
         frames=counts["frames"],
         reencoded_frames=sum(stop - first for first, stop in regions),
@@ -354,8 +377,8 @@ def splice_video(
 
 def _full(
     prepared: PreparedTemplate,
-    inserts: list[AudioInsert],
-    patches: dict[int, list],
+    inserts: list[AudioInsert] | Future,
+    patches: Mapping[int, list],
     target: str,
     capture: dict[int, object] | None = None,
 ) -> int:
@@ -404,7 +427,7 @@ def _full(
 
 def render_recipient(
     prepared: PreparedTemplate,
-    inserts: list[AudioInsert],
+    inserts: list[AudioInsert] | Future,
     patch_sets: list[PatchSetRef],
     out_uri: str,
     capture: dict[int, object] | None = None,
@@ -413,6 +436,7 @@ def render_recipient(
 
     ``capture``: frames whose index is a key and which are re-encoded get the pixels given to the
     encoder (RGB arrays) stored there; every other frame of the output is the working video's own.
+    ``inserts`` may be a ``Future`` of them: the video spans encode while the lines are spoken.
     """
     import av
 
@@ -427,7 +451,7 @@ def render_recipient(
             track = RecipientAudio(prepared.audio_uri, inserts)  # its windows encode while the video spans do
             try:
                 result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
-                                      audio=track.attach, capture=capture)
+                                      audio=track.attach, capture=capture, cache_frames=True)
             finally:
                 track.close()
             mode, reason = "splice", None

@@ -16,7 +16,7 @@ import numpy as np
 
 from loom.edits import PatchSetRef
 from loom.media.frames import read_frames
-from loom.media.patches import Patch, PatchSet
+from loom.media.patches import DeferredPatches, Patch, PatchSet, hand_over
 from loom.prepared import PreparedTemplate
 from loom.template import VisualSegment
 from loom.visual.content import Content, measure_text_look, text_content
@@ -96,9 +96,26 @@ def _patches_by_removal(
     return patches, methods
 
 
-def draw_segment(prepared: PreparedTemplate, segment: VisualSegment, value: str, out_uri: str) -> PatchSetRef:
+def _deferred_from_plate(plate: CleanPlate, track: Track, content: Content) -> DeferredPatches:
+    """``_patches_from_plate``, each frame's patch laid when the renderer asks for it."""
+    boxes = {index: track.box_at(index) for index in plate.frames}
+    boxes = {index: box for index, box in boxes.items() if box is not None}
+
+    def make(index: int) -> list[Patch]:
+        return [lay_content(plate.frames[index], content, boxes[index], track.base_box)]
+
+    return DeferredPatches(boxes, make)
+
+
+def draw_segment(
+    prepared: PreparedTemplate, segment: VisualSegment, value: str, out_uri: str, in_memory: bool = False
+) -> PatchSetRef:
     """Patches that replace the segment's content with ``value`` (text, or a logo URI) on every
-    tracked frame; frames where the track was lost are left untouched."""
+    tracked frame; frames where the track was lost are left untouched.
+
+    ``in_memory``: where the template has a clean plate, hand the patches over to a render in this
+    process instead of writing ``out_uri``; each frame's patch is then laid as the encoder takes
+    the frame (``loom.media.patches.DeferredPatches``)."""
     if segment.id not in prepared.tracks:
         raise RuntimeError(f"prepared template has no track for visual segment {segment.id!r}")
     track = load_track(prepared.tracks[segment.id])
@@ -111,11 +128,16 @@ def draw_segment(prepared: PreparedTemplate, segment: VisualSegment, value: str,
     else:
         look = plate.look if plate is not None else measure_text_look(segment, first_frame, base)  # type: ignore[arg-type]
         content = text_content(" ".join(value.split()), segment, look, base)  # type: ignore[arg-type]
-    if plate is not None:
+    patches: PatchSet | DeferredPatches
+    if plate is not None and in_memory:
+        patches, methods = _deferred_from_plate(plate, track, content), dict(plate.methods)
+        hand_over(out_uri, patches)
+    elif plate is not None:
         patches, methods = _patches_from_plate(plate, track, content), dict(plate.methods)
+        patches.save(out_uri)
     else:
         patches, methods = _patches_by_removal(prepared, segment, track, first_frame, content)  # type: ignore[arg-type]
-    patches.save(out_uri)
+        patches.save(out_uri)
     unedited = sum(track.lost)
     qa: dict[str, object] = dict(content.info)
     qa.update(

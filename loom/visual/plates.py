@@ -21,7 +21,7 @@ import numpy as np
 
 from loom import storage
 from loom.media.frames import read_frames
-from loom.media.patches import Patch, write_npz
+from loom.media.patches import Patch, pack_patches, unpack_patches, write_npz
 from loom.template import VisualSegment
 from loom.visual.content import look_from_dict, look_to_dict, measure_text_look, parse_color
 from loom.visual.look import TextLook
@@ -132,9 +132,8 @@ def save_clean_plate(plate: CleanPlate, segment_id: str, uri: str) -> str:
         "methods": plate.methods,
         "look": look_to_dict(plate.look) if plate.look is not None else None,
     }
-    index = np.asarray([[f, p.x, p.y] for f, p in sorted(plate.frames.items())], np.int64).reshape(-1, 3)
-    arrays = {"index": index, "meta": np.frombuffer(json.dumps(meta, default=_plain).encode(), np.uint8)}
-    arrays.update({f"f{f}": p.rgba for f, p in plate.frames.items()})
+    arrays = {"meta": np.frombuffer(json.dumps(meta, default=_plain).encode(), np.uint8)}
+    arrays.update(pack_patches(sorted(plate.frames.items(), key=lambda item: item[0])))
     return write_npz(uri, arrays)
 
 
@@ -164,6 +163,9 @@ def load_clean_plate(uri: str, segment_id: str, track: Track) -> CleanPlate | No
             first_frame=int(meta["first_frame"]),
             stop_frame=int(meta["stop_frame"]),
         )
-        for frame, x, y in data["index"].tolist():
-            plate.frames[frame] = Patch(x=x, y=y, rgba=data[f"f{frame}"])
+        if "layout" in data:
+            plate.frames.update(unpack_patches(data["layout"], data["pixels"]))
+        else:  # one array per frame (plates written before patches were packed)
+            for frame, x, y in data["index"].tolist():
+                plate.frames[frame] = Patch(x=x, y=y, rgba=data[f"f{frame}"])
     return plate

@@ -1,0 +1,156 @@
+"""Decoded frames of the working video's edited spans, kept on a local disk for later recipients.
+
+Every recipient of a template re-encodes the same spans of the same working video, so decoding
+them is recipient-independent work: at 720p it is about a third of a recipient's render on two
+cores. The first render that decodes a span stores its frames here, raw (4:2:0 planes without
+row padding); later renders on the same machine read them back, which is a copy from the page
+cache, and get the same pixels the decoder gave. Entries are keyed by the video's URI, size and
+modification time (prepared files are never rewritten in place), written whole or not at all,
+and the oldest are evicted past ``LOOM_FRAME_CACHE_MB``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+from loom import storage
+
+log = logging.getLogger("loom.media")
+
+_SUFFIX = ".yuv"
+_COLOUR = ("colorspace", "color_range", "color_primaries", "color_trc")
+
+
+def cache_root() -> Path | None:
+    """The local folder of the frame cache, or None when it is switched off."""
+    from loom.settings import get_settings
+
+    settings = get_settings()
+    if settings.frame_cache_mb <= 0:
+        return None
+    return Path(settings.local_cache_dir()) / "frames"
+
+
+def _entry(root: Path, uri: str, path: Path, first: int, stop: int) -> Path:
+    stat = path.stat()
+    identity = f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    return root / digest / f"{first}-{stop}{_SUFFIX}"
+
+
+def _plane_shapes(width: int, height: int) -> list[tuple[int, int]]:
+    return [(height, width), (height // 2, width // 2), (height // 2, width // 2)]
+
+
+def _write_frame(handle, frame: av.VideoFrame) -> None:  # noqa: ANN001
+    for plane, (h, w) in zip(frame.planes, _plane_shapes(frame.width, frame.height)):
+        if plane.line_size == w:
+            handle.write(memoryview(plane)[: h * w])
+        else:
+            handle.write(np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w].tobytes())
+
+
+def _cached(entry: Path, first: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]] | None:
+    """The stored frames, or None when there is no complete entry. The frames are views of a
+    copy-on-write map of the file: nothing is copied until a patch writes into a frame, and then
+    only the pages it touches, privately."""
+    try:
+        meta = json.loads(entry.with_suffix(".json").read_text())
+        width, height = int(meta["width"]), int(meta["height"])
+        if entry.stat().st_size != (stop - first) * width * height * 3 // 2:
+            return None
+        stored = np.memmap(entry, np.uint8, mode="c").reshape(stop - first, height * 3 // 2, width)
+    except (OSError, ValueError, KeyError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(entry)  # last use, for eviction
+
+    def frames() -> Iterator[tuple[int, av.VideoFrame]]:
+        for k in range(stop - first):
+            frame = av.VideoFrame.from_numpy_buffer(stored[k], format="yuv420p")
+            for name, value in meta["colour"].items():
+                setattr(frame, name, value)
+            yield first + k, frame
+
+    return frames()
+
+
+def _storing(frames: Iterator[tuple[int, av.VideoFrame]], entry: Path, first: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Pass the decoded frames on, writing them to ``entry`` as they go; the entry appears only once
+    every frame of [first, stop) has been written (a render that stops early leaves nothing)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    temp = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
+    expected, meta, storing = first, None, True
+    try:
+        with open(temp, "wb") as handle:
+            for index, frame in frames:
+                if meta is None:
+                    meta = {"width": frame.width, "height": frame.height,
+                            "colour": {name: int(getattr(frame, name)) for name in _COLOUR}}
+                if storing and (index != expected or frame.format.name != "yuv420p" or frame.width % 2
+                                or frame.height % 2 or (frame.width, frame.height) != (meta["width"], meta["height"])):
+                    storing = False  # not a plain run of 4:2:0 frames: pass them on, store nothing
+                if storing:
+                    _write_frame(handle, frame)
+                expected += 1
+                yield index, frame
+        if storing and expected == stop and meta is not None:
+            entry.with_suffix(".json").write_text(json.dumps(meta))
+            os.replace(temp, entry)
+            _evict(entry.parent.parent, keep=entry)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def _evict(root: Path, keep: Path) -> None:
+    """Remove the least recently used entries while the cache is over its size."""
+    from loom.settings import get_settings
+
+    limit = get_settings().frame_cache_mb * (1 << 20)
+    entries = []
+    for folder in root.iterdir():
+        if folder.is_dir():
+            for item in folder.glob(f"*{_SUFFIX}"):
+                with contextlib.suppress(FileNotFoundError):
+                    stat = item.stat()
+                    entries.append((stat.st_mtime, stat.st_size, item))
+    total = sum(size for _, size, _ in entries)
+    for _, size, item in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if item == keep:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            item.unlink()
+            item.with_suffix(".json").unlink(missing_ok=True)
+            total -= size
+            log.info("frame cache: evicted %s", item)
+
+
+def span_frames(uri: str, path: Path, first: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Frames [first, stop) of the video at ``path`` (whose URI is ``uri``), in display order:
+    read from the cache when an earlier render stored them, else decoded (one thread, beside the
+    busy encoder) and stored for the next."""
+    from loom.media.frames import read_video_frames
+
+    root = cache_root()
+    if root is None or stop <= first:
+        yield from read_video_frames(str(path), first, stop, threads=False)
+        return
+    entry = _entry(root, uri, path, first, stop)
+    cached = _cached(entry, first, stop)
+    if cached is not None:
+        yield from cached
+        return
+    yield from _storing(read_video_frames(str(path), first, stop, threads=False), entry, first, stop)

@@ -1,0 +1,99 @@
+"""The decoded-frame cache: a later recipient's render reads the spans' original frames instead of
+decoding them, and gets exactly the pixels (and so the video) the decoder gave the first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loom.media import frames
+from loom.media.frame_cache import cache_root, span_frames
+from loom.media.render import render_recipient
+from tests.media_fixtures import make_clip
+from tests.test_media_render import SPAN, box_patches, prepared_for, video_packets
+
+
+def _planes(frame) -> np.ndarray:  # noqa: ANN001
+    return frame.to_ndarray(format="yuv420p")
+
+
+def _entries() -> list[Path]:
+    root = cache_root()
+    return sorted(root.glob("*/*.yuv")) if root is not None and root.exists() else []
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "rec.mp4", seconds=2.0, gop=12, bframes=2)
+
+
+def test_cached_frames_are_the_decoded_frames(loom_home: Path, clip: Path) -> None:
+    decoded = [(i, _planes(f)) for i, f in frames.read_video_frames(str(clip), 7, 31)]
+    first_pass = [(i, _planes(f)) for i, f in span_frames(str(clip), clip, 7, 31)]  # decodes, stores
+    assert len(_entries()) == 1 and _entries()[0].stat().st_size == 24 * 320 * 240 * 3 // 2
+    second_pass = list(span_frames(str(clip), clip, 7, 31))  # reads the entry
+    assert [i for i, _ in second_pass] == [i for i, _ in decoded] == list(range(7, 31))
+    for (_, want), (_, got), (_, cached) in zip(decoded, first_pass, second_pass):
+        assert np.array_equal(want, got) and np.array_equal(want, _planes(cached))
+    head = next(frames.read_video_frames(str(clip), 7, 8))[1]
+    assert (second_pass[0][1].colorspace, second_pass[0][1].color_range) == (head.colorspace, head.color_range)
+
+
+def test_writing_into_a_cached_frame_leaves_the_entry_as_it_was(loom_home: Path, clip: Path) -> None:
+    from loom.media.overlay import plane_views
+
+    list(span_frames(str(clip), clip, 0, 10))
+    before = _entries()[0].read_bytes()
+    for _, frame in span_frames(str(clip), clip, 0, 10):
+        plane_views(frame)[0][:] = 7  # what patching does to a frame
+    assert _entries()[0].read_bytes() == before
+
+
+def test_a_render_that_stops_early_or_a_broken_entry_stores_nothing_wrong(loom_home: Path, clip: Path) -> None:
+    partial = span_frames(str(clip), clip, 5, 20)
+    next(partial)
+    partial.close()
+    assert _entries() == [] and not list(cache_root().glob("*/.*"))  # no entry, no temp file left
+    list(span_frames(str(clip), clip, 5, 20))
+    entry = _entries()[0]
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated: ignored, decoded again and replaced
+    again = [(i, _planes(f)) for i, f in span_frames(str(clip), clip, 5, 20)]
+    want = [(i, _planes(f)) for i, f in frames.read_video_frames(str(clip), 5, 20)]
+    assert [i for i, _ in again] == [i for i, _ in want]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(again, want))
+    assert entry.stat().st_size == 15 * 320 * 240 * 3 // 2
+
+
+def test_switched_off_and_evicted_past_its_size(loom_home: Path, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loom.settings import reload_settings
+
+    monkeypatch.setenv("LOOM_FRAME_CACHE_MB", "0")
+    reload_settings()
+    assert cache_root() is None
+    assert len(list(span_frames(str(clip), clip, 0, 10))) == 10
+    assert not (loom_home / "cache").exists()
+    monkeypatch.setenv("LOOM_FRAME_CACHE_MB", "2")  # one 15-frame span at 320x240 is 1.7 MiB
+    reload_settings()
+    list(span_frames(str(clip), clip, 0, 15))
+    list(span_frames(str(clip), clip, 20, 35))
+    assert [e.name for e in _entries()] == ["20-35.yuv"]  # the older entry went to make room
+
+
+def test_a_later_recipient_renders_without_decoding_and_gets_the_same_video(
+    loom_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_clip(tmp_path / "rec.mp4", seconds=3.0, gop=20, bframes=2)
+    prepared = prepared_for(src, tmp_path / "prep", list(SPAN))
+    patches = [box_patches(prepared, tmp_path / "a.npz", (255, 0, 0))]
+    first = render_recipient(prepared, [], patches, str(tmp_path / "first.mp4"))
+    assert len(_entries()) == len(first.reencoded_spans) == 1
+
+    def no_decoding(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a later recipient decoded a span the cache holds")
+
+    monkeypatch.setattr(frames, "read_video_frames", no_decoding)
+    later = render_recipient(prepared, [], patches, str(tmp_path / "later.mp4"))
+    assert later.mode == "splice" and later.reencoded_spans == first.reencoded_spans
+    assert video_packets(later.output_uri) == video_packets(first.output_uri)  # same pixels in, same packets out
