@@ -35,11 +35,11 @@ class LoomSettings(BaseSettings):
     )
     cache_dir: str | None = Field(
         default=None,
-        description="Local folder for this machine's caches (decoded frames of edited spans); "
-        "default <home>/cache for a local home, else ~/.cache/better-loom.",
+        description="Local folder for this machine's caches (decoded frames of edited spans, prepared files "
+        "fetched from gs://); default <home>/cache for a local home, else ~/.cache/better-loom.",
     )
-    frame_cache_mb: int = Field(
-        default=4096, ge=0, description="Most disk the decoded-frame cache may use, in MiB; 0 switches it off."
+    cache_mb: int = Field(
+        default=4096, ge=0, description="Most disk this machine's caches may use, in MiB; 0 switches them off."
     )
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated API keys of the jobs API.")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret for webhook signatures.")

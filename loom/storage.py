@@ -179,6 +179,45 @@ def local_path(uri: str, suffix: str | None = None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def kept_local_path(uri: str, suffix: str | None = None) -> Iterator[Path]:
+    """Like ``local_path``, for files that later recipients read again (a prepared template's
+    working video and audio): a remote file is fetched once per machine into the local cache
+    (``loom.local_cache``) and reused while its size and generation stay the same, so a recipient's
+    I/O follows its edits, not the recording's length."""
+    from loom import local_cache
+
+    uri = _strip_file_scheme(str(uri))
+    if not is_remote(uri):
+        yield Path(uri)
+        return
+    fs, path = _filesystem(uri)
+    info = fs.info(path)
+    version = info.get("generation") or info.get("etag") or info.get("md5Hash") or info.get("mtime") or ""
+    name = Path(uri.split("?")[0]).name or "file"
+    if suffix and not name.endswith(suffix):
+        name += suffix
+    entry = local_cache.entry_path("files", f"{uri}\n{info.get('size')}\n{version}", name)
+    if entry is None:  # caches off: a temp download, as local_path
+        with local_path(uri, suffix) as temp:
+            yield temp
+        return
+    if entry.is_file() and entry.stat().st_size == info.get("size", entry.stat().st_size):
+        local_cache.mark_used(entry)
+    else:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=entry.parent, prefix=".fetch-")
+        try:
+            with fs.open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(temp, entry)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        local_cache.evict(keep=entry)
+    yield entry
+
+
+@contextlib.contextmanager
 def staged_output(uri: str, suffix: str | None = None) -> Iterator[Path]:
     """A local path to write to; on success it is moved (or uploaded) to ``uri``."""
     _check_writable(uri)

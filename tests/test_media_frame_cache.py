@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from loom.media import frames
-from loom.media.frame_cache import cache_root, span_frames
+from loom.local_cache import cache_dir
+from loom.media.frame_cache import span_frames
 from loom.media.render import render_recipient
 from tests.media_fixtures import make_clip
 from tests.test_media_render import SPAN, box_patches, prepared_for, video_packets
@@ -20,8 +21,8 @@ def _planes(frame) -> np.ndarray:  # noqa: ANN001
 
 
 def _entries() -> list[Path]:
-    root = cache_root()
-    return sorted(root.glob("*/*.yuv")) if root is not None and root.exists() else []
+    root = cache_dir()
+    return sorted((root / "frames").glob("*/*.yuv")) if root is not None and root.exists() else []
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_a_render_that_stops_early_or_a_broken_entry_stores_nothing_wrong(loom_h
     partial = span_frames(str(clip), clip, 5, 20)
     next(partial)
     partial.close()
-    assert _entries() == [] and not list(cache_root().glob("*/.*"))  # no entry, no temp file left
+    assert _entries() == [] and not list((cache_dir() / "frames").glob("*/.*"))  # no entry, no temp file left
     list(span_frames(str(clip), clip, 5, 20))
     entry = _entries()[0]
     entry.write_bytes(entry.read_bytes()[:1000])  # truncated: ignored, decoded again and replaced
@@ -69,12 +70,12 @@ def test_a_render_that_stops_early_or_a_broken_entry_stores_nothing_wrong(loom_h
 def test_switched_off_and_evicted_past_its_size(loom_home: Path, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from loom.settings import reload_settings
 
-    monkeypatch.setenv("LOOM_FRAME_CACHE_MB", "0")
+    monkeypatch.setenv("LOOM_CACHE_MB", "0")
     reload_settings()
-    assert cache_root() is None
+    assert cache_dir() is None
     assert len(list(span_frames(str(clip), clip, 0, 10))) == 10
     assert not (loom_home / "cache").exists()
-    monkeypatch.setenv("LOOM_FRAME_CACHE_MB", "2")  # one 15-frame span at 320x240 is 1.7 MiB
+    monkeypatch.setenv("LOOM_CACHE_MB", "2")  # one 15-frame span at 320x240 is 1.7 MiB
     reload_settings()
     list(span_frames(str(clip), clip, 0, 15))
     list(span_frames(str(clip), clip, 20, 35))

@@ -110,7 +110,7 @@ class RecipientAudio:
         self._inserts = inserts
         track = aac_track_uri(audio_uri)
         if storage.exists(track):
-            path = self._stack.enter_context(storage.local_path(track, suffix=".m4a"))
+            path = self._stack.enter_context(storage.kept_local_path(track, suffix=".m4a"))
             source = self._stack.enter_context(av.open(str(path)))
             ain = source.streams.audio[0]
             if ain.time_base == Fraction(1, self.rate) and ain.codec_context.channels == pcm.shape[1]:

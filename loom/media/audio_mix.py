@@ -142,8 +142,9 @@ def _wav_layout(path: Path) -> tuple[int, int, int, int]:
 
 @contextlib.contextmanager
 def open_pcm(uri: str) -> Iterator[tuple[np.ndarray, int]]:
-    """The WAV as a memory-mapped ``(samples, channels)`` int16 array, and its rate."""
-    with storage.local_path(uri, suffix=".wav") as path:
+    """The WAV as a memory-mapped ``(samples, channels)`` int16 array, and its rate (a prepared
+    template's audio: a remote one is fetched once per machine, ``storage.kept_local_path``)."""
+    with storage.kept_local_path(uri, suffix=".wav") as path:
         rate, channels, offset, size = _wav_layout(Path(path))
         frames = size // (2 * channels)
         if frames == 0:

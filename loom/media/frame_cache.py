@@ -3,18 +3,16 @@
 Every recipient of a template re-encodes the same spans of the same working video, so decoding
 them is recipient-independent work: at 720p it is about a third of a recipient's render on two
 cores. The first render that decodes a span stores its frames here, raw (4:2:0 planes without
-row padding); later renders on the same machine read them back, which is a copy from the page
-cache, and get the same pixels the decoder gave. Entries are keyed by the video's URI, size and
+row padding); later renders on the same machine map them (copy-on-write: patching a frame copies
+only the pages it touches) and get the same pixels the decoder gave. Entries are keyed by the video's URI, size and
 modification time (prepared files are never rewritten in place), written whole or not at all,
-and the oldest are evicted past ``LOOM_FRAME_CACHE_MB``.
+and share ``loom.local_cache``'s folder and bound.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -23,29 +21,16 @@ from pathlib import Path
 import av
 import numpy as np
 
-from loom import storage
-
-log = logging.getLogger("loom.media")
+from loom import local_cache, storage
 
 _SUFFIX = ".yuv"
 _COLOUR = ("colorspace", "color_range", "color_primaries", "color_trc")
 
 
-def cache_root() -> Path | None:
-    """The local folder of the frame cache, or None when it is switched off."""
-    from loom.settings import get_settings
-
-    settings = get_settings()
-    if settings.frame_cache_mb <= 0:
-        return None
-    return Path(settings.local_cache_dir()) / "frames"
-
-
-def _entry(root: Path, uri: str, path: Path, first: int, stop: int) -> Path:
+def _entry(uri: str, path: Path, first: int, stop: int) -> Path | None:
     stat = path.stat()
     identity = f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:24]
-    return root / digest / f"{first}-{stop}{_SUFFIX}"
+    return local_cache.entry_path("frames", identity, f"{first}-{stop}{_SUFFIX}")
 
 
 def _plane_shapes(width: int, height: int) -> list[tuple[int, int]]:
@@ -72,8 +57,7 @@ def _cached(entry: Path, first: int, stop: int) -> Iterator[tuple[int, av.VideoF
         stored = np.memmap(entry, np.uint8, mode="c").reshape(stop - first, height * 3 // 2, width)
     except (OSError, ValueError, KeyError):
         return None
-    with contextlib.suppress(OSError):
-        os.utime(entry)  # last use, for eviction
+    local_cache.mark_used(entry)
 
     def frames() -> Iterator[tuple[int, av.VideoFrame]]:
         for k in range(stop - first):
@@ -107,35 +91,10 @@ def _storing(frames: Iterator[tuple[int, av.VideoFrame]], entry: Path, first: in
         if storing and expected == stop and meta is not None:
             entry.with_suffix(".json").write_text(json.dumps(meta))
             os.replace(temp, entry)
-            _evict(entry.parent.parent, keep=entry)
+            local_cache.evict(keep=entry)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-
-
-def _evict(root: Path, keep: Path) -> None:
-    """Remove the least recently used entries while the cache is over its size."""
-    from loom.settings import get_settings
-
-    limit = get_settings().frame_cache_mb * (1 << 20)
-    entries = []
-    for folder in root.iterdir():
-        if folder.is_dir():
-            for item in folder.glob(f"*{_SUFFIX}"):
-                with contextlib.suppress(FileNotFoundError):
-                    stat = item.stat()
-                    entries.append((stat.st_mtime, stat.st_size, item))
-    total = sum(size for _, size, _ in entries)
-    for _, size, item in sorted(entries, key=lambda e: e[0]):
-        if total <= limit:
-            break
-        if item == keep:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            item.unlink()
-            item.with_suffix(".json").unlink(missing_ok=True)
-            total -= size
-            log.info("frame cache: evicted %s", item)
 
 
 def span_frames(uri: str, path: Path, first: int, stop: int) -> Iterator[tuple[int, av.VideoFrame]]:
@@ -144,11 +103,10 @@ def span_frames(uri: str, path: Path, first: int, stop: int) -> Iterator[tuple[i
     busy encoder) and stored for the next."""
     from loom.media.frames import read_video_frames
 
-    root = cache_root()
-    if root is None or stop <= first:
+    entry = _entry(uri, path, first, stop) if stop > first else None
+    if entry is None:
         yield from read_video_frames(str(path), first, stop, threads=False)
         return
-    entry = _entry(root, uri, path, first, stop)
     cached = _cached(entry, first, stop)
     if cached is not None:
         yield from cached

@@ -34,7 +34,7 @@ def read_video_frames(uri: str, first: int, stop: int, threads: bool = True) -> 
     """
     if stop <= first:
         return
-    with storage.local_path(uri) as path, av.open(str(path)) as container:
+    with storage.kept_local_path(uri) as path, av.open(str(path)) as container:  # a working video, read again and again
         stream = container.streams.video[0]
         if threads:
             stream.thread_type = "AUTO"

@@ -279,7 +279,8 @@ def splice_video(
 
     from loom.media import h264
 
-    with storage.local_path(video_uri) as path, av.open(str(path)) as source:
+    fetch = storage.kept_local_path if cache_frames else storage.local_path  # a recipient's render, not prepare's
+    with fetch(video_uri) as path, av.open(str(path)) as source:
         vin = source.streams.video[0]
         if vin.codec_context.name != "h264":
             raise SpliceImpossible(f"working video is {vin.codec_context.name}, not H.264")
@@ -390,7 +391,7 @@ def _full(
     from loom.media.encode import PRESET
 
     fps = Fraction(prepared.video.fps)
-    with storage.local_path(prepared.working_video_uri) as path, av.open(str(path)) as source:
+    with storage.kept_local_path(prepared.working_video_uri) as path, av.open(str(path)) as source:
         vin = source.streams.video[0]
         vin.thread_type = "AUTO"
         with av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
