@@ -10,7 +10,7 @@ lip-sync-sized patch with a new voice line, a 2 s text box, a 2 s logo box). Pri
 - render: ``render_recipient`` for later recipients (best of three), and in a fresh process
   (imports included)
 - floor: stream-copy remux of the whole file + encoding only the edited frames (frames already
-  decoded and patched; best of three)
+  decoded and patched; best of three, each run right after a render so both see the same load)
 - moviepy: a full re-render of the same edits through moviepy
 - ffmpeg: a full re-render of the same edits in one ffmpeg filter graph
 and the ratios render/floor, moviepy/render, ffmpeg/render, and render(120 s)/render(60 s), in
@@ -19,8 +19,9 @@ wall-clock seconds and in CPU seconds (process + child processes; steadier on a 
 Then, end to end, ``loom personalize`` (a fresh process: start-up, speech, visual drawing,
 render, preview, lineage record) on a template whose edits total 7 s (a 2.5 s voice line, a 2.5 s
 text box, a 2 s logo): the first recipient prepares the template and checks that no Prefect module
-was imported; four more recipients (new values, so new speech) are timed, and the best is kept
-(the machine's load varies run to run; each recipient's time is printed). Two floors:
+was imported; four more recipients (new values, so new speech) are timed, each followed by one
+run of every floor, and the best of each is kept (the machine's speed varies run to run; each
+recipient's time is printed). The floors:
 ``floor`` is in-process (a PyAV stream-copy remux plus encoding only the frames their render
 re-encoded, the frames decoded beforehand and not timed); ``floor_processes`` is the same work as
 tools run from a shell, start-up included like ``loom personalize``'s (``ffmpeg -c copy``, and one
@@ -406,7 +407,7 @@ def compile_bytecode() -> None:
 
 
 def bench_personalize(src: Path, scale: float, tmp: Path) -> dict:
-    """`loom personalize` for a first recipient (prepares), then two more, each timed, with its floor."""
+    """`loom personalize` for a first recipient (prepares), then four more, each timed beside its floors."""
     import json
     import shutil
 
@@ -420,24 +421,30 @@ def bench_personalize(src: Path, scale: float, tmp: Path) -> dict:
     rows = personalize_rows(tmp)
     result: dict[str, tuple[float, float]] = {}
     result["first_recipient_with_prepare"] = loom_personalize(template, rows[0], tmp / "p0.mp4", env, check_prefect=True)
-    later = [loom_personalize(template, row, tmp / f"p{k}.mp4", env) for k, row in enumerate(rows[1:], 1)]
-    for k, t in enumerate(later, 2):
-        result[f"recipient_{k}"] = t
-    result["personalize"] = min(later)
-    record = json.loads((tmp / "p1.json").read_text())
+    record = json.loads((tmp / "p0.json").read_text())
     spans = [tuple(s) for s in record["render"]["reencoded_spans"]]
     prepared_json = next((tmp / "home" / "prepared").glob("*/*/prepared.json"))
     from loom.prepared import PreparedTemplate
 
     prepared = PreparedTemplate.model_validate_json(prepared_json.read_text())
-    floors = [time_floor_spans(prepared.working_video_uri, str(src), spans, tmp) for _ in range(3)]
-    result["floor"] = (min(f[0] for f in floors), min(f[1] for f in floors))
-    floors = [time_floor_spans(prepared.working_video_uri, str(src), spans, tmp, side_by_side=True) for _ in range(3)]
-    result["floor_side_by_side"] = (min(f[0] for f in floors), min(f[1] for f in floors))
-    fps = float(Fraction(prepared.video.fps))
-    floors = [time_floor_processes(prepared.working_video_uri, str(src), spans, fps, tmp) for _ in range(3)]
-    result["floor_processes"] = (min(f[0] for f in floors), min(f[1] for f in floors))
-    result["render_in_personalize"] = (float(record["render"]["seconds"]), float("nan"))
+    working, fps = prepared.working_video_uri, float(Fraction(prepared.video.fps))
+    # Each later recipient is followed by one run of each floor, so both sides of every ratio see
+    # the same stretch of the machine's (shared, varying) speed; the best of each is kept.
+    later, renders, floors, side, shell = [], [], [], [], []
+    for k, row in enumerate(rows[1:], 1):
+        later.append(loom_personalize(template, row, tmp / f"p{k}.mp4", env))
+        renders.append(float(json.loads((tmp / f"p{k}.json").read_text())["render"]["seconds"]))
+        floors.append(time_floor_spans(working, str(src), spans, tmp))
+        side.append(time_floor_spans(working, str(src), spans, tmp, side_by_side=True))
+        shell.append(time_floor_processes(working, str(src), spans, fps, tmp))
+    for k, t in enumerate(later, 2):
+        result[f"recipient_{k}"] = t
+    best = lambda runs: (min(r[0] for r in runs), min(r[1] for r in runs))  # noqa: E731
+    result["personalize"] = best(later)
+    result["floor"] = best(floors)
+    result["floor_side_by_side"] = best(side)
+    result["floor_processes"] = best(shell)
+    result["render_in_personalize"] = (min(renders), float("nan"))
     return {"times": result, "reencoded": sum(b - a for a, b in spans), "record_seconds": record["seconds"]}
 
 
@@ -460,11 +467,12 @@ def bench_one(seconds: int, size: tuple[int, int], scale: float, tmp: Path, naiv
     refs = {s: make_patch_sets(prepared, edits, size, tmp, s) for s in recipients}
     inserts = {s: make_inserts(edits, tmp, s) for s in recipients}
     render_recipient(prepared, inserts[1], refs[1], str(tmp / "r1.mp4"))  # first recipient (warm-up)
-    times = []
-    for s in recipients[1:-1]:  # later recipients, each with its own edits: the best of three
+    times, floors = [], []
+    for s in recipients[1:-1]:  # later recipients, each with its own edits, each beside a floor run: the best of three
         with Stopwatch() as watch:
             report = render_recipient(prepared, inserts[s], refs[s], str(tmp / f"r{s}.mp4"))
         times.append(watch.both)
+        floors.append(time_floor(prepared, refs[2], tmp))
     result["render"] = (min(t[0] for t in times), min(t[1] for t in times))
     (tmp / "prepared.json").write_text(prepared.model_dump_json())
     last = recipients[-1]
@@ -475,7 +483,6 @@ def bench_one(seconds: int, size: tuple[int, int], scale: float, tmp: Path, naiv
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     result["render_fresh_process"] = watch.both
-    floors = [time_floor(prepared, refs[2], tmp) for _ in range(3)]
     remux = (min(f[0][0] for f in floors), min(f[0][1] for f in floors))
     encode = (min(f[1][0] for f in floors), min(f[1][1] for f in floors))
     result["floor_remux"], result["floor_encode"] = remux, encode

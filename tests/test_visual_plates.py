@@ -124,7 +124,7 @@ def test_preview_decodes_each_video_once_and_shows_the_right_frames(scroll, tmp_
 
     opened: list[str] = []
     real = preview.read_video_frames
-    monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b: opened.append(uri) or real(uri, a, b))
+    monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b, **kw: opened.append(uri) or real(uri, a, b, **kw))
     wanted = [row[2] for row in preview._segments(p)]
     got = preview._frames_at(p.working_video_uri, wanted)
     assert len(opened) == 1 and sorted(got) == sorted(set(wanted))
@@ -151,7 +151,7 @@ def test_personalize_previews_from_the_renders_frames_without_decoding_the_outpu
 
     opened: list[str] = []
     real = preview.read_video_frames
-    monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b: opened.append(uri) or real(uri, a, b))
+    monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b, **kw: opened.append(uri) or real(uri, a, b, **kw))
     result = pipeline.personalize(str(template), {**row, "company_name": "Globex"}, str(tmp_path / "second.mp4"))
     assert opened == []  # neither the working video nor the output was decoded for the preview
     prepared = pipeline.prepare_template(pipeline.load_template(str(template)))

@@ -26,15 +26,20 @@ def read_frames(uri: str, first: int, stop: int, fmt: str = "rgb24") -> Iterator
         yield index, frame.to_ndarray(format=fmt)
 
 
-def read_video_frames(uri: str, first: int, stop: int, threads: bool = True) -> Iterator[tuple[int, av.VideoFrame]]:
+def read_video_frames(
+    uri: str, first: int, stop: int, threads: bool = True, keep: bool = True
+) -> Iterator[tuple[int, av.VideoFrame]]:
     """Like ``read_frames`` but yields the decoded ``av.VideoFrame`` (no pixel conversion).
 
     ``threads=False`` decodes on one thread: less CPU in all, for callers that run the decoder
-    beside another busy codec (the renderer's span encoder).
+    beside another busy codec (the renderer's span encoder). ``keep``: a remote video is fetched
+    into this machine's cache for the next reader (``storage.kept_local_path``; the working video
+    is read again by every recipient); False for a one-off read (an output).
     """
     if stop <= first:
         return
-    with storage.kept_local_path(uri) as path, av.open(str(path)) as container:  # a working video, read again and again
+    fetch = storage.kept_local_path if keep else storage.local_path
+    with fetch(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
         if threads:
             stream.thread_type = "AUTO"

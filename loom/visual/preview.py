@@ -24,7 +24,7 @@ GAP = 8
 DECODE_ON_GAP = 150
 
 
-def _frames_at(uri: str, indices: list[int]) -> dict[int, np.ndarray]:
+def _frames_at(uri: str, indices: list[int], keep: bool = False) -> dict[int, np.ndarray]:
     """The frames at ``indices``, decoded in one forward pass per run of nearby indices (not one
     open and seek per frame); only the wanted frames are converted to RGB."""
     wanted = sorted(set(indices))
@@ -37,7 +37,7 @@ def _frames_at(uri: str, indices: list[int]) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     for run in runs:
         keep = set(run)
-        for index, frame in read_video_frames(uri, run[0], run[-1] + 1):
+        for index, frame in read_video_frames(uri, run[0], run[-1] + 1, keep=keep):
             if index in keep:
                 out[index] = frame.to_ndarray(format="rgb24")
     return out
@@ -86,7 +86,7 @@ def _before_frames(prepared: PreparedTemplate, indices: list[int]) -> dict[int, 
                     return {int(k): data[k] for k in data.files}
         except (OSError, ValueError):
             pass  # unreadable (e.g. a half-written file from a killed run): made again below
-    frames = _frames_at(prepared.working_video_uri, wanted)
+    frames = _frames_at(prepared.working_video_uri, wanted, keep=True)
     buf = io.BytesIO()
     np.savez(buf, **{str(k): v for k, v in frames.items()})
     storage.write_bytes(cache, buf.getvalue())
