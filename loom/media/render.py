@@ -449,12 +449,19 @@ def render_recipient(
     spans = edited_spans(ranges, frame_count)
     with storage.staged_output(out_uri, suffix=".mp4") as target:
         try:
-            track = RecipientAudio(prepared.audio_uri, inserts)  # its windows encode while the video spans do
+            tracks: list[RecipientAudio] = []
+
+            def attach_audio(out) -> Iterator:  # noqa: ANN001
+                # made once the video regions are encoding; its windows encode beside them
+                tracks.append(RecipientAudio(prepared.audio_uri, inserts))
+                return tracks[-1].attach(out)
+
             try:
                 result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
-                                      audio=track.attach, capture=capture, cache_frames=True)
+                                      audio=attach_audio, capture=capture, cache_frames=True)
             finally:
-                track.close()
+                for track in tracks:
+                    track.close()
             mode, reason = "splice", None
             frames, reencoded, copied, regions = (result.frames, result.reencoded_frames, result.copied_packets,
                                                   result.regions)
