@@ -9,6 +9,9 @@ rate, closed GOPs without B-frames; when their SPS/PPS differ from the stream's 
 own parameter-set id, added to the avcC record beside the stream's own. The audio is the
 template's AAC track with only the voice windows re-encoded (``loom.media.aac``). If a splice is
 impossible the whole video is re-encoded once, and the reason logged and reported.
+
+A recipient's regions encode side by side while the packets before them are muxed, from original
+frames the first recipient on this machine decoded and later ones read back (``frame_cache``).
 """
 
 from __future__ import annotations
