@@ -4,9 +4,9 @@ Every recipient of a template re-encodes the same spans of the same working vide
 them is recipient-independent work: at 720p it is about a third of a recipient's render on two
 cores. The first render that decodes a span stores its frames here, raw (4:2:0 planes without
 row padding); later renders on the same machine map them (copy-on-write: patching a frame copies
-only the pages it touches) and get the same pixels the decoder gave. Entries are keyed by the video's URI, size and
-modification time (prepared files are never rewritten in place), written whole or not at all,
-and share ``loom.local_cache``'s folder and bound.
+only the pages it touches) and get the same pixels the decoder gave. Entries are keyed by the
+video's URI, size and modification time (prepared files are never rewritten in place), written
+whole or not at all, and share ``loom.local_cache``'s folder and bound.
 """
 
 from __future__ import annotations
