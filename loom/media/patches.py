@@ -61,6 +61,13 @@ class PatchSet:
     def __len__(self) -> int:
         return len(self.frames)
 
+    @property
+    def indices(self) -> list[int]:
+        return sorted(self.frames)
+
+    def patches_at(self, frame: int) -> list[Patch]:
+        return self.frames.get(frame, [])
+
     def save(self, uri: str) -> str:
         """One ``.npz`` written by ``write_npz``, its patches packed (``pack_patches``)."""
         return write_npz(uri, pack_patches((frame, p) for frame, patches in sorted(self.frames.items()) for p in patches))
@@ -145,15 +152,15 @@ class FramePatches(Mapping[int, list[Patch]]):
     (the order they composite in); stored sets are looked up, deferred ones made on demand."""
 
     def __init__(self) -> None:
-        self._sources: list[dict[int, list[Patch]] | DeferredPatches] = []
+        self._sources: list[PatchSet | DeferredPatches] = []
         self._index: set[int] = set()
 
     def add(self, source: PatchSet | DeferredPatches) -> tuple[int, int] | None:
         """Add a set; return its frame range [first patched, last patched + 1), None if empty."""
-        indices = source.indices if isinstance(source, DeferredPatches) else sorted(source.frames)
+        indices = source.indices
         if not indices:
             return None
-        self._sources.append(source if isinstance(source, DeferredPatches) else source.frames)
+        self._sources.append(source)
         self._index.update(indices)
         return indices[0], indices[-1] + 1
 
@@ -163,13 +170,7 @@ class FramePatches(Mapping[int, list[Patch]]):
     def __getitem__(self, frame: int) -> list[Patch]:
         if frame not in self._index:
             raise KeyError(frame)
-        out: list[Patch] = []
-        for source in self._sources:
-            if isinstance(source, DeferredPatches):
-                out.extend(source.patches_at(frame))
-            else:
-                out.extend(source.get(frame, ()))
-        return out
+        return [patch for source in self._sources for patch in source.patches_at(frame)]
 
     def __iter__(self) -> Iterator[int]:
         return iter(sorted(self._index))
