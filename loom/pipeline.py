@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from loom import __version__, storage
+from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
 from loom.prepared import PreparedTemplate
@@ -327,6 +328,7 @@ def resolve_recipient(template: Template, prepared: PreparedTemplate, data: dict
 def personalize(template: Template | str, data: dict[str, object], out: str | None = None) -> RecipientResult:
     """One recipient, start to end, without Prefect: the same steps the recipient flow runs."""
     started = time.perf_counter()
+    keep_freed_memory()
     if isinstance(template, str):
         template = load_template(template)
     check_row(template, data)  # bad input fails before any expensive work

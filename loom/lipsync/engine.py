@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from loom import storage
+from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
 from loom.lipsync.audio import SAMPLE_RATE, load_speech, mel_start, mel_windows, melspectrogram
@@ -213,6 +214,7 @@ def lipsync_segment(prepared: PreparedTemplate, segment: VoiceSegment, insert: A
     if not settings.wav2lip_checkpoint:
         _warn_no_checkpoint()
         return None
+    keep_freed_memory()
     started = time.perf_counter()
     engine = load_model(settings.wav2lip_checkpoint, settings.wav2lip_device)
     first, stop = prepared.segment_frames(segment.start_time, segment.end_time)

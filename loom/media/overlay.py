@@ -23,66 +23,50 @@ def _coefficients(colorspace: int | None) -> tuple[float, float, float]:
     return kr, 1.0 - kr - kb, kb
 
 
-def _to_yuv(rgb: np.ndarray, cs: int | None, full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    kr, kg, kb = _coefficients(cs)
-    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
-    y = kr * r + kg * g + kb * b
-    u = (b - y) / (2 * (1 - kb))
-    v = (r - y) / (2 * (1 - kr))
-    if not full:
-        y, u, v = 16 + y * (219 / 255), u * (224 / 255), v * (224 / 255)
-    return y, u + 128, v + 128
-
-
 def patch_yuv420p(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray, patches: list[Patch],
                   colorspace: int | None = None, full_range: bool = False) -> None:
     """Composite ``patches`` into 4:2:0 planes, in place (luma (h, w), chroma (h/2, w/2)).
 
     The blend runs in YUV: the matrix is linear, so blending the patch's YUV over the frame's
     equals blending in RGB and converting, without converting the frame's pixels to RGB and back.
-    Chroma is blended at full resolution and averaged back over each 2x2 block a patch touches.
+    A chroma sample covers a 2x2 block of luma pixels: it becomes the block's mean of the blended
+    chroma, i.e. the old sample weighted by one minus the block's mean alpha plus the block's mean
+    of the patch's alpha-weighted chroma. Where alpha is 0 the planes keep their exact values.
+    Every step runs on whole 2-D planes (numpy is slow over a short innermost RGBA axis).
     """
+    import cv2
+
     h, w = y_plane.shape
-    boxes = []
+    kr, kg, kb = _coefficients(colorspace)
+    ys, cs, offset = (1.0, 1.0, 0.0) if full_range else (219 / 255, 224 / 255, 16.0)
+    ku, kv = cs / (2 * (1 - kb)), cs / (2 * (1 - kr))
     for p in patches:
         ph, pw = p.rgba.shape[:2]
         x0, y0, x1, y1 = max(0, p.x), max(0, p.y), min(w, p.x + pw), min(h, p.y + ph)
-        if x1 > x0 and y1 > y0:
-            boxes.append((p, x0, y0, x1, y1))
-    if not boxes:
-        return
-    # one even-aligned crop around every box, so chroma samples map 1:2 onto it
-    cx0 = min(b[1] for b in boxes) & ~1
-    cy0 = min(b[2] for b in boxes) & ~1
-    cx1 = min(w, (max(b[3] for b in boxes) + 1) & ~1)
-    cy1 = min(h, (max(b[4] for b in boxes) + 1) & ~1)
-    yc = y_plane[cy0:cy1, cx0:cx1]
-    uc = u_plane[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2]
-    vc = v_plane[cy0 // 2 : cy1 // 2, cx0 // 2 : cx1 // 2]
-    up = lambda c: np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)[: yc.shape[0], : yc.shape[1]]  # noqa: E731
-    yf = yc.astype(np.float32)
-    uf, vf = up(uc).astype(np.float32), up(vc).astype(np.float32)
-    touched = np.zeros(yc.shape, bool)
-    for p, x0, y0, x1, y1 in boxes:
-        src = p.rgba[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
-        opaque = src[..., 3] > 0
-        if not opaque.any():
+        if x1 <= x0 or y1 <= y0:
             continue
-        alpha = src[..., 3].astype(np.float32) * (1.0 / 255.0)
-        keep = 1.0 - alpha
-        py, pu, pv = _to_yuv(src[..., :3], colorspace, full_range)
-        box = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
-        for plane, new in ((yf, py), (uf, pu), (vf, pv)):
-            plane[box] = new * alpha + plane[box] * keep
-        touched[box] |= opaque
-    np.copyto(yc, np.clip(yf + 0.5, 0, 255).astype(np.uint8), where=touched)
-    hh, ww = yc.shape[0] // 2, yc.shape[1] // 2
-    t = touched[: hh * 2, : ww * 2]
-    block = t[0::2, 0::2] | t[1::2, 0::2] | t[0::2, 1::2] | t[1::2, 1::2]
-    for plane, new in ((uc, uf), (vc, vf)):
-        n = new[: hh * 2, : ww * 2]
-        mean = (n[0::2, 0::2] + n[1::2, 0::2] + n[0::2, 1::2] + n[1::2, 1::2]) * 0.25
-        np.copyto(plane[:hh, :ww], np.clip(mean + 0.5, 0, 255).astype(np.uint8), where=block)
+        # the box grown to whole 2x2 blocks; the added pixels are transparent
+        ex0, ey0, ex1, ey1 = x0 & ~1, y0 & ~1, min(w, (x1 + 1) & ~1), min(h, (y1 + 1) & ~1)
+        src = p.rgba[y0 - p.y : y1 - p.y, x0 - p.x : x1 - p.x]
+        if (ex0, ey0, ex1, ey1) != (x0, y0, x1, y1):
+            grown = np.zeros((ey1 - ey0, ex1 - ex0, 4), np.uint8)
+            grown[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0] = src
+            src = grown
+        r, g, b, a = cv2.split(np.ascontiguousarray(src))
+        if not a.any():
+            continue
+        alpha = a * np.float32(1 / 255)
+        y = r * np.float32(kr) + g * np.float32(kg) + b * np.float32(kb)  # full-range luma, 0..255
+        luma = y_plane[ey0:ey1, ex0:ex1]
+        new_y = y * np.float32(ys) + np.float32(offset)
+        luma[...] = (luma + (new_y - luma) * alpha + np.float32(0.5)).astype(np.uint8)
+        half = ((ex1 - ex0) // 2, (ey1 - ey0) // 2)
+        keep = 1.0 - cv2.resize(alpha, half, interpolation=cv2.INTER_AREA)  # exact 2x2 means
+        for plane, diff, k in ((u_plane, b, ku), (v_plane, r, kv)):
+            weighted = ((diff - y) * np.float32(k) + np.float32(128.0)) * alpha
+            mean = cv2.resize(weighted, half, interpolation=cv2.INTER_AREA)
+            chroma = plane[ey0 // 2 : ey1 // 2, ex0 // 2 : ex1 // 2]
+            chroma[...] = (chroma * keep + mean + np.float32(0.5)).astype(np.uint8)
 
 
 def plane_views(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001

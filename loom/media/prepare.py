@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from loom import storage
+from loom.allocator import keep_freed_memory
 from loom.errors import InputError
 from loom.media.probe import VideoInfo, probe_video
 
@@ -158,6 +159,7 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
     from loom.media.aac import aac_track_uri, encode_aac_track
     from loom.media.audio_mix import extract_audio
 
+    keep_freed_memory()
     source = probe_video(base_video_uri)
     reason = mezzanine_reason(source, base_video_uri)
     if reason is None:

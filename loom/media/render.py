@@ -444,9 +444,11 @@ def render_recipient(
     """
     import av
 
+    from loom.allocator import keep_freed_memory
     from loom.media.aac import RecipientAudio
 
     started = time.perf_counter()
+    keep_freed_memory()
     frame_count = prepared.video.frame_count
     patches, ranges = load_patches(patch_sets)
     spans = edited_spans(ranges, frame_count)
