@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loom.media import frames
+from loom.media import encode, frames, render
 from loom.local_cache import cache_dir
 from loom.media.frame_cache import span_frames
 from loom.media.render import render_recipient
@@ -95,6 +95,25 @@ def test_a_later_recipient_renders_without_decoding_and_gets_the_same_video(
         raise AssertionError("a later recipient decoded a span the cache holds")
 
     monkeypatch.setattr(frames, "read_video_frames", no_decoding)
+    # the packet index and the span encoder's SPS/PPS come from the cache too
+    monkeypatch.setattr(render, "_scan_packets", no_decoding)
+    monkeypatch.setattr(encode.SpanEncoder, "_encode_headers", no_decoding)
     later = render_recipient(prepared, [], patches, str(tmp_path / "later.mp4"))
     assert later.mode == "splice" and later.reencoded_spans == first.reencoded_spans
     assert video_packets(later.output_uri) == video_packets(first.output_uri)  # same pixels in, same packets out
+
+
+def test_a_broken_packet_index_or_header_entry_is_made_again(loom_home: Path, clip: Path, tmp_path: Path) -> None:
+    prepared = prepared_for(clip, tmp_path / "prep", list(SPAN))
+    patches = [box_patches(prepared, tmp_path / "a.npz", (0, 0, 255))]
+    first = render_recipient(prepared, [], patches, str(tmp_path / "first.mp4"))
+    root = cache_dir()
+    assert root is not None
+    index, headers = sorted(root.glob("index/*/packets.json")), sorted(root.glob("x264/*/headers.json"))
+    assert len(index) == 1 and headers  # one header entry per parameter-set id tried
+    kept = index + headers
+    for entry in kept:
+        entry.write_text("{not json")
+    later = render_recipient(prepared, [], patches, str(tmp_path / "later.mp4"))
+    assert video_packets(later.output_uri) == video_packets(first.output_uri)
+    assert all(entry.read_text().startswith(("{", "[")) and entry.read_text() != "{not json" for entry in kept)

@@ -9,6 +9,7 @@ parameters, so its SPS/PPS equal a span's and the splice needs no extra paramete
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
@@ -88,21 +89,53 @@ class SpanEncoder:
         for name, value in self.colour.items():
             if value is not None:
                 setattr(cc, name, value)
+        cc.options = self._options()
+        return cc
+
+    def _options(self) -> dict[str, str]:
         options = {
             "preset": PRESET,
             "crf": str(self.crf),
             "forced-idr": "1",
             "x264-params": f"{STITCH_PARAMS}:{keyint_params(self.fps)}:sps-id={self.param_set_id}",
         }
-        if x264_profile(self.profile):
-            options["profile"] = x264_profile(self.profile)
-        if x264_level(self.level):
-            options["level"] = x264_level(self.level)
-        cc.options = options
-        return cc
+        profile, level = x264_profile(self.profile), x264_level(self.level)
+        if profile:
+            options["profile"] = profile
+        if level:
+            options["level"] = level
+        return options
 
     def probe_headers(self) -> list[bytes]:
-        """The SPS and PPS this encoder writes (encodes one grey frame)."""
+        """The SPS and PPS this encoder writes (encodes one grey frame). Kept in the local cache
+        under everything that shapes them (settings, x264 parameters, the FFmpeg build)."""
+        import json
+
+        from loom import local_cache
+
+        identity = json.dumps([av.__version__, av.library_versions.get("libavcodec"), self._options(),
+                               self.width, self.height, self.pix_fmt, str(self.fps), str(self.sample_aspect),
+                               sorted(self.colour.items())])
+        entry = local_cache.entry_path("x264", identity, "headers.json")
+        if entry is not None:
+            try:
+                headers = [bytes.fromhex(h) for h in json.loads(entry.read_text())]
+                local_cache.mark_used(entry)
+                return headers
+            except (OSError, ValueError, TypeError):
+                pass
+        headers = self._encode_headers()
+        if entry is not None:
+            try:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                partial = entry.with_name(f".{entry.name}.{os.getpid()}.{id(headers)}")
+                partial.write_text(json.dumps([h.hex() for h in headers]))
+                partial.replace(entry)
+            except OSError:
+                pass  # a read-only cache only costs the probe next time
+        return headers
+
+    def _encode_headers(self) -> list[bytes]:
         cc = self._context()
         frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
         for plane in frame.planes:

@@ -85,23 +85,20 @@ def gop_regions(spans: list[tuple[int, int]], keyframes: list[int], frame_count:
 
 
 class _PacketIndex:
-    """Timing of every video packet in decode order (headers only, nothing decoded)."""
+    """Timing of every video packet in decode order (headers only, nothing decoded).
 
-    def __init__(self, container, stream, length_size: int) -> None:  # noqa: ANN001
-        from loom.media import h264
+    With ``cache_as`` (the video's URI) the index is kept in the local cache, keyed like the frame
+    cache by URI, size and modification time, so later renders of the video skip the pass."""
 
-        self.pts: list[int] = []
-        self.dts: list[int] = []
-        self.duration: list[int] = []
-        idr_pts: list[int] = []
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.pts is None:
-                continue
-            self.pts.append(packet.pts)
-            self.dts.append(packet.dts if packet.dts is not None else packet.pts)
-            self.duration.append(packet.duration or 0)
-            if packet.is_keyframe and h264.is_idr_packet(bytes(packet), length_size):
-                idr_pts.append(packet.pts)
+    def __init__(self, container, stream, length_size: int, path: Path | None = None, cache_as: str | None = None) -> None:  # noqa: ANN001
+        entry = _index_entry(cache_as, path) if cache_as is not None and path is not None else None
+        stored = _read_index(entry) if entry is not None else None
+        if stored is not None:
+            self.pts, self.dts, self.duration, idr_pts = stored
+        else:
+            self.pts, self.dts, self.duration, idr_pts = _scan_packets(container, stream, length_size)
+            if entry is not None:
+                _write_index(entry, self.pts, self.dts, self.duration, idr_pts)
         order = sorted(self.pts)
         self.display_of_pts = {p: i for i, p in enumerate(order)}
         self.display = [self.display_of_pts[p] for p in self.pts]  # display index per decode position
@@ -114,6 +111,66 @@ class _PacketIndex:
             positions = [i for i, d in enumerate(self.display) if first <= d < stop]
             if positions and positions[-1] - positions[0] + 1 != len(positions):
                 raise SpliceImpossible(f"frames {first}-{stop} are not one closed run of packets (open GOP)")
+
+
+def _scan_packets(container, stream, length_size: int) -> tuple[list[int], list[int], list[int], list[int]]:  # noqa: ANN001
+    from loom.media import h264
+
+    pts: list[int] = []
+    dts: list[int] = []
+    duration: list[int] = []
+    idr_pts: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.pts is None:
+            continue
+        pts.append(packet.pts)
+        dts.append(packet.dts if packet.dts is not None else packet.pts)
+        duration.append(packet.duration or 0)
+        if packet.is_keyframe and h264.is_idr_packet(bytes(packet), length_size):
+            idr_pts.append(packet.pts)
+    return pts, dts, duration, idr_pts
+
+
+_INDEX_FIELDS = ("pts", "dts", "duration", "idr_pts")
+
+
+def _index_entry(uri: str, path: Path) -> Path | None:
+    from loom import local_cache
+
+    stat = path.stat()
+    identity = f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
+    return local_cache.entry_path("index", identity, "packets.json")
+
+
+def _read_index(entry: Path) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    import json
+
+    from loom import local_cache
+
+    try:
+        data = json.loads(entry.read_text())
+        lists = tuple([int(v) for v in data[name]] for name in _INDEX_FIELDS)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len({len(v) for v in lists[:3]}) != 1:
+        return None
+    local_cache.mark_used(entry)
+    return lists  # type: ignore[return-value]
+
+
+def _write_index(entry: Path, *lists: list[int]) -> None:
+    import json
+
+    from loom import local_cache
+
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = entry.with_name(f".{entry.name}.{os.getpid()}.{id(lists)}")
+        partial.write_text(json.dumps(dict(zip(_INDEX_FIELDS, lists))))
+        partial.replace(entry)  # whole or not at all
+    except OSError:
+        return  # a read-only cache only costs the pass next time
+    local_cache.evict(keep=entry)
 
 
 # ---------------------------------------------------------------- patches
@@ -291,7 +348,7 @@ def splice_video(
             avcc = h264.AvcConfig.parse(vin.codec_context.extradata or b"")
         except ValueError as exc:
             raise SpliceImpossible(f"working video has no avcC record ({exc})") from None
-        index = _PacketIndex(source, vin, avcc.length_size)
+        index = _PacketIndex(source, vin, avcc.length_size, Path(path), video_uri if cache_frames else None)
         if not index.idr_frames or index.idr_frames[0] != 0:
             raise SpliceImpossible("working video does not start with an IDR picture")
         forced = sorted(set(idr_frames) - set(index.idr_frames))
