@@ -265,13 +265,28 @@ def compose(
     prepared: PreparedTemplate, inserts: list[AudioInsert] | Future, patch_sets: list[PatchSetRef], out_uri: str
 ) -> dict[str, object]:
     """Render the video and its preview; the preview's "after" frames are kept while rendering.
-    ``inserts`` may be a ``Future`` of them (lines still being spoken): only the audio waits."""
+    ``inserts`` may be a ``Future`` of them (lines still being spoken): only the audio waits.
+    The preview is drawn on a thread as soon as the edited spans are encoded, while the rest of
+    the video is muxed, and written once the video is."""
     from loom.media.render import render_recipient
-    from loom.visual.preview import make_preview, preview_frames
+    from loom.visual.preview import make_preview, preview_frames, preview_png
 
     capture: dict[int, object] = dict.fromkeys(preview_frames(prepared))
-    report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture)
-    preview = make_preview(prepared, out_uri, preview_uri(out_uri), after=capture, reencoded=report.reencoded_spans)
+    early: dict[str, object] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-preview") as pool:
+
+        def encoded(regions: list[tuple[int, int]]) -> None:
+            early["regions"] = regions
+            early["png"] = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
+
+        report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
+        png = early["png"].result() if "png" in early else None  # type: ignore[attr-defined]
+    target = preview_uri(out_uri)
+    if png is not None and report.mode == "splice" and early["regions"] == report.reencoded_spans:
+        storage.write_bytes(target, png)
+        preview = target
+    else:
+        preview = make_preview(prepared, out_uri, target, after=capture, reencoded=report.reencoded_spans)
     return {**report.model_dump(), "preview_uri": preview}
 
 

@@ -152,8 +152,18 @@ def test_personalize_previews_from_the_renders_frames_without_decoding_the_outpu
     opened: list[str] = []
     real = preview.read_video_frames
     monkeypatch.setattr(preview, "read_video_frames", lambda uri, a, b, **kw: opened.append(uri) or real(uri, a, b, **kw))
+    drawn: list[tuple[bool, bool]] = []
+    real_png = preview.preview_png
+
+    def recorded_png(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        png = real_png(*args, **kwargs)
+        drawn.append((kwargs.get("decode_output", True), png is not None))
+        return png
+
+    monkeypatch.setattr(preview, "preview_png", recorded_png)
     result = pipeline.personalize(str(template), {**row, "company_name": "Globex"}, str(tmp_path / "second.mp4"))
     assert opened == []  # neither the working video nor the output was decoded for the preview
+    assert drawn == [(False, True)]  # drawn once, while the output was still being written
     prepared = pipeline.prepare_template(pipeline.load_template(str(template)))
     assert Path(prepared.root, "preview-before.npz").is_file()
 

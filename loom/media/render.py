@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -327,6 +328,7 @@ def splice_video(
     crf: int | None = None,
     capture: dict[int, object] | None = None,
     cache_frames: bool = False,
+    encoded: Callable[[list[tuple[int, int]]], None] | None = None,
 ) -> SpliceResult:
     """Write ``target`` (MP4): the GOPs around ``spans`` re-encoded with ``patches``, all else copied.
 
@@ -334,6 +336,8 @@ def splice_video(
     ``audio(out)``: adds an audio stream to the output and returns an iterator of its packets.
     ``capture``: re-encoded frames whose index is a key get the pixels given to the encoder (RGB) stored there.
     ``cache_frames``: keep the regions' decoded frames for later renders of the same video (``frame_cache``).
+    ``encoded(regions)``: called once every region is encoded (``capture`` is then complete), from
+    an encoding thread, while the rest of the file is still being muxed.
     """
     import av
 
@@ -380,6 +384,8 @@ def splice_video(
         with ThreadPoolExecutor(max_workers=_region_workers(len(regions)), thread_name_prefix="loom-span") as pool, \
                 av.open(target, "w", format="mp4", options={"movflags": "+faststart"}) as out:
             jobs = {first: pool.submit(encode_region, first, stop) for first, stop in regions}
+            if encoded is not None:
+                _when_all_succeed(list(jobs.values()), lambda: encoded(list(regions)))
             vout = out.add_stream_from_template(vin)
             vout.time_base = tb
             if new_avcc is not None:
@@ -431,6 +437,25 @@ def splice_video(
         copied_packets=counts["copied"],
         regions=regions,
     )
+
+
+def _when_all_succeed(jobs: list[Future], callback: Callable[[], None]) -> None:
+    """Call ``callback`` once, on the thread that finishes the last of ``jobs``, if none failed."""
+    if not jobs:
+        callback()
+        return
+    left = [len(jobs)]
+    lock = threading.Lock()
+
+    def finished(_: Future) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last and all(not job.cancelled() and job.exception() is None for job in jobs):
+            callback()
+
+    for job in jobs:
+        job.add_done_callback(finished)
 
 
 # ---------------------------------------------------------------- full re-encode
@@ -492,12 +517,15 @@ def render_recipient(
     patch_sets: list[PatchSetRef],
     out_uri: str,
     capture: dict[int, object] | None = None,
+    encoded: Callable[[list[tuple[int, int]]], None] | None = None,
 ) -> RenderReport:
     """Write the recipient's MP4: edited GOPs re-encoded, every other packet copied, audio mixed once.
 
     ``capture``: frames whose index is a key and which are re-encoded get the pixels given to the
     encoder (RGB arrays) stored there; every other frame of the output is the working video's own.
     ``inserts`` may be a ``Future`` of them: the video spans encode while the lines are spoken.
+    ``encoded(regions)``: see ``splice_video`` (a splice only; a report whose mode is "full"
+    supersedes what it was told).
     """
     import av
 
@@ -520,7 +548,7 @@ def render_recipient(
 
             try:
                 result = splice_video(prepared.working_video_uri, prepared.video, spans, patches, str(target),
-                                      audio=attach_audio, capture=capture, cache_frames=True)
+                                      audio=attach_audio, capture=capture, cache_frames=True, encoded=encoded)
             finally:
                 for track in tracks:
                     track.close()

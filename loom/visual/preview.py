@@ -106,6 +106,22 @@ def make_preview(
     re-encoded): output frames outside those spans are the working video's own, so nothing is
     decoded from the output. Without them, the output is decoded at each segment's middle frame.
     """
+    png = preview_png(prepared, output_video_uri, after, reencoded)
+    if png is None:  # not reached: the output may be decoded here
+        raise RuntimeError(f"no preview made for {output_video_uri}")
+    storage.write_bytes(out_png_uri, png)
+    return out_png_uri
+
+
+def preview_png(
+    prepared: PreparedTemplate,
+    output_video_uri: str,
+    after: dict[int, np.ndarray | None] | None = None,
+    reencoded: list[tuple[int, int]] | None = None,
+    decode_output: bool = True,
+) -> bytes | None:
+    """The preview's PNG bytes (see ``make_preview``). With ``decode_output`` False (the output
+    still being written) it returns None where a frame would have to be decoded from the output."""
     vw, vh = prepared.video.width, prepared.video.height
     tw = THUMB_WIDTH
     th = max(1, int(round(vh * tw / vw)))
@@ -119,6 +135,8 @@ def make_preview(
     indices = [row[2] for row in rows]
     before = _before_frames(prepared, indices)
     if after is None or reencoded is None:
+        if not decode_output:
+            return None
         shown = _frames_at(output_video_uri, indices)
     else:
         def copied(index: int) -> bool:
@@ -127,6 +145,8 @@ def make_preview(
         shown = {i: before[i] for i in indices if copied(i) and i in before}
         shown.update({i: f for i, f in after.items() if f is not None})
         missing = [i for i in indices if i not in shown]
+        if missing and not decode_output:
+            return None
         if missing:
             shown.update(_frames_at(output_video_uri, missing))
     frames = {prepared.working_video_uri: before, output_video_uri: shown}
@@ -144,5 +164,4 @@ def make_preview(
         y += th + LABEL_HEIGHT + GAP
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", compress_level=3)  # a quarter of the default's time, ~10 % larger
-    storage.write_bytes(out_png_uri, buf.getvalue())
-    return out_png_uri
+    return buf.getvalue()
