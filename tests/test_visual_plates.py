@@ -10,7 +10,6 @@ import pytest
 import loom.media.frames
 import loom.visual.draw
 import loom.visual.plates
-from loom import storage
 from loom.media.patches import PatchSet
 from loom.visual.draw import draw_segment
 from loom.visual.plates import load_clean_plate, make_clean_plate
@@ -58,8 +57,8 @@ def test_second_recipient_draws_over_the_stored_plate_without_decoding(kind, scr
 
     calls = _count_decoding(monkeypatch)
     reads: list[str] = []
-    real_read = storage.read_bytes
-    monkeypatch.setattr(loom.visual.plates.storage, "read_bytes", lambda uri: reads.append(uri) or real_read(uri))
+    real_read = loom.visual.plates.read_npz
+    monkeypatch.setattr(loom.visual.plates, "read_npz", lambda uri: reads.append(uri) or real_read(uri))
     plate_ref = draw_segment(plated, seg, value, str(tmp_path / "plate.npz"))
 
     assert calls == [], "a recipient with a stored plate must not decode the span"

@@ -130,3 +130,27 @@ def test_fonts_are_safe_to_use_from_parallel_threads() -> None:
         results = list(pool.map(lambda _: render_line("Zoë 株式会社 🚀", 30, chain).alpha, range(8)))
     assert all(r.shape == expected.shape and np.array_equal(r, expected) for r in results)
     assert load_font(chain[0], 30) is load_font(chain[0], 30)
+
+
+def test_coverage_is_kept_per_font_file_and_a_broken_entry_is_read_again(loom_home, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from loom.local_cache import cache_dir
+    from loom.visual import fonts
+
+    faces = font_chain()[:2]
+    fonts.coverage.cache_clear()
+    read = [fonts.coverage(face) for face in faces]  # from the cmaps, then kept
+    entries = sorted((cache_dir() / "fonts").glob("*/coverage.json"))
+    assert len(entries) == len(faces)
+
+    def no_cmap(face):  # noqa: ANN001, ANN202
+        raise AssertionError("the cmap was read again although its coverage is kept")
+
+    fonts.coverage.cache_clear()
+    real = fonts._read_coverage
+    monkeypatch.setattr(fonts, "_read_coverage", no_cmap)
+    assert [fonts.coverage(face) for face in faces] == read and ord("A") in read[0]
+    monkeypatch.setattr(fonts, "_read_coverage", real)
+    entries[0].write_text("[1, 2,")
+    fonts.coverage.cache_clear()
+    assert {fonts.coverage(face) for face in faces} == set(read)
+    fonts.coverage.cache_clear()

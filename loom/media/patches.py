@@ -40,6 +40,50 @@ def write_npz(uri: str, arrays: dict[str, np.ndarray]) -> str:
     return storage.write_bytes(uri, buf.getvalue())
 
 
+def read_npz(uri: str) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` by name (without ``.npy``). Members of a local file stored as is
+    (``write_npz``'s local files) are mapped read-only, not read: their pages come in when a frame
+    uses them, on the thread that uses them, and no checksum pass runs over every byte first.
+    Anything else is read whole with ``np.load``."""
+    if not storage.is_remote(uri):
+        path = os.path.abspath(uri.removeprefix("file://"))
+        try:
+            return _mapped_members(path)
+        except (OSError, ValueError, zipfile.BadZipFile):
+            pass  # deflated, odd or damaged: np.load reads it (and says what is wrong)
+    with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _mapped_members(path: str) -> dict[str, np.ndarray]:
+    import struct
+
+    arrays: dict[str, np.ndarray] = {}
+    with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename} is not a stored .npy member")
+            # the member's data follows its local header (30 bytes, then its own name and extra field)
+            handle.seek(info.header_offset)
+            signature, *_, name_length, extra_length = struct.unpack("<4s2B4HL2L2H", handle.read(30))
+            if signature != b"PK\x03\x04":
+                raise ValueError(f"bad local header for {info.filename}")
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename} holds Python objects")
+            name = info.filename[: -len(".npy")]
+            count = int(np.prod(shape, dtype=np.int64))
+            if count == 0:
+                arrays[name] = np.zeros(shape, dtype)
+                continue
+            arrays[name] = np.memmap(handle, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                                     order="F" if fortran else "C")
+    return arrays
+
+
 def _write_arrays(target, arrays: dict[str, np.ndarray], method: int) -> None:  # noqa: ANN001
     with zipfile.ZipFile(target, "w", method, compresslevel=1 if method == zipfile.ZIP_DEFLATED else None) as archive:
         for name, array in arrays.items():
@@ -75,13 +119,13 @@ class PatchSet:
     @classmethod
     def load(cls, uri: str) -> PatchSet:
         out = cls()
-        with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
-            if "layout" in data:
-                for frame, patch in unpack_patches(data["layout"], data["pixels"]):
-                    out.add(frame, patch)
-            else:  # one array per patch (files written before patches were packed)
-                for frame, k, x, y in data["index"].tolist():
-                    out.add(frame, Patch(x=x, y=y, rgba=data[f"p{frame}_{k}"]))
+        data = read_npz(uri)
+        if "layout" in data:
+            for frame, patch in unpack_patches(data["layout"], data["pixels"]):
+                out.add(frame, patch)
+        else:  # one array per patch (files written before patches were packed)
+            for frame, k, x, y in data["index"].tolist():
+                out.add(frame, Patch(x=x, y=y, rgba=data[f"p{frame}_{k}"]))
         return out
 
 

@@ -7,6 +7,7 @@ fontTools, never guessed from rendered pixels: a missing glyph renders as a box 
 
 from __future__ import annotations
 
+import os
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -96,7 +97,39 @@ def font_chain(preferred: str | None = None) -> tuple[FontFace, ...]:
 
 @lru_cache(maxsize=64)
 def coverage(face: FontFace) -> frozenset[int]:
-    """Code points the face maps to a glyph (its best Unicode cmap)."""
+    """Code points the face maps to a glyph (its best Unicode cmap). Kept in the local cache per
+    font file (path, size, modification time): reading a cmap with fontTools costs a process
+    ~30 ms, most of it importing fontTools."""
+    import json
+
+    from loom import local_cache
+
+    entry = None
+    try:
+        stat = Path(face.path).stat()
+        entry = local_cache.entry_path("fonts", f"{face.path}\n{face.index}\n{stat.st_size}\n{stat.st_mtime_ns}", "coverage.json")
+    except OSError:
+        pass
+    if entry is not None:
+        try:
+            points = frozenset(int(cp) for cp in json.loads(entry.read_text()))
+            local_cache.mark_used(entry)
+            return points
+        except (OSError, ValueError, TypeError):
+            pass
+    points = _read_coverage(face)
+    if entry is not None:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            partial = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
+            partial.write_text(json.dumps(sorted(points)))
+            partial.replace(entry)
+        except OSError:
+            pass  # a read-only cache only costs the cmap next time
+    return points
+
+
+def _read_coverage(face: FontFace) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
     font = TTFont(face.path, fontNumber=face.index, lazy=True)

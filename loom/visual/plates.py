@@ -12,7 +12,6 @@ per frame, and ``meta`` (JSON bytes: format, segment, span, removal methods, tex
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from loom import storage
 from loom.media.frames import read_frames
-from loom.media.patches import Patch, pack_patches, unpack_patches, write_npz
+from loom.media.patches import Patch, pack_patches, read_npz, unpack_patches, write_npz
 from loom.template import VisualSegment
 from loom.visual.content import look_from_dict, look_to_dict, measure_text_look, parse_color
 from loom.visual.look import TextLook
@@ -149,23 +148,23 @@ def load_clean_plate(uri: str, segment_id: str, track: Track) -> CleanPlate | No
     (the caller then removes the original itself)."""
     if not storage.exists(uri):
         return None
-    with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:
-        meta = json.loads(data["meta"].tobytes().decode())
-        if (
-            meta.get("format") != PLATE_FORMAT
-            or meta.get("segment_id") != segment_id
-            or (meta.get("first_frame"), meta.get("stop_frame")) != (track.first_frame, track.stop_frame)
-        ):
-            return None
-        plate = CleanPlate(
-            methods={str(k): int(v) for k, v in meta["methods"].items()},
-            look=look_from_dict(meta["look"]) if meta.get("look") is not None else None,
-            first_frame=int(meta["first_frame"]),
-            stop_frame=int(meta["stop_frame"]),
-        )
-        if "layout" in data:
-            plate.frames.update(unpack_patches(data["layout"], data["pixels"]))
-        else:  # one array per frame (plates written before patches were packed)
-            for frame, x, y in data["index"].tolist():
-                plate.frames[frame] = Patch(x=x, y=y, rgba=data[f"f{frame}"])
+    data = read_npz(uri)
+    meta = json.loads(np.asarray(data["meta"]).tobytes().decode())
+    if (
+        meta.get("format") != PLATE_FORMAT
+        or meta.get("segment_id") != segment_id
+        or (meta.get("first_frame"), meta.get("stop_frame")) != (track.first_frame, track.stop_frame)
+    ):
+        return None
+    plate = CleanPlate(
+        methods={str(k): int(v) for k, v in meta["methods"].items()},
+        look=look_from_dict(meta["look"]) if meta.get("look") is not None else None,
+        first_frame=int(meta["first_frame"]),
+        stop_frame=int(meta["stop_frame"]),
+    )
+    if "layout" in data:
+        plate.frames.update(unpack_patches(data["layout"], data["pixels"]))
+    else:  # one array per frame (plates written before patches were packed)
+        for frame, x, y in data["index"].tolist():
+            plate.frames[frame] = Patch(x=x, y=y, rgba=data[f"f{frame}"])
     return plate
