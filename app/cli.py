@@ -7,6 +7,7 @@ Imports are lazy so that a quick command stays quick (no Prefect import on the e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -63,13 +64,24 @@ def user_errors(func: F) -> F:
 
 
 def _setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+    """Rich's handler on a terminal; plain unwrapped lines where stderr goes to a file or a pipe
+    (logs and CI keep whole lines, and a scripted run does not pay ~50 ms for rich's set-up)."""
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=_stderr_console(), show_time=False, show_path=False)],
-    )
+        handler: logging.Handler = RichHandler(console=_stderr_console(), show_time=False, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+def _spinner(text: str) -> contextlib.AbstractContextManager:
+    """A status line with a spinner while ``text`` runs, on a terminal only."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    return _stderr_console().status(text)
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,7 +124,7 @@ def create_template(
     if prepare:
         from loom.pipeline import prepare_template
 
-        with _stderr_console().status(f"preparing template {template.id}"):
+        with _spinner(f"preparing template {template.id}"):
             prepared = prepare_template(template)
         for warning in prepared.qa:
             _err(f"warning: {warning}")
@@ -131,7 +143,7 @@ def personalize(
     from loom.pipeline import personalize as run
 
     values = _read_json_file(data, "data")
-    with _stderr_console().status("personalizing"):
+    with _spinner("personalizing"):
         result = run(template, values, out)
     for warning in result.warnings:
         _err(f"warning: {warning}")
