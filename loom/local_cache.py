@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger("loom.cache")
@@ -37,6 +39,44 @@ def entry_path(kind: str, identity: str, name: str) -> Path | None:
     if root is None:
         return None
     return root / kind / hashlib.sha256(identity.encode()).hexdigest()[:24] / name
+
+
+def file_identity(uri: str, path: Path) -> str:
+    """What names a prepared file's bytes: its URI, size and, for a local file, modification time
+    (prepared files are replaced, never rewritten in place). ``path`` is where it lies locally."""
+    from loom import storage
+
+    stat = path.stat()
+    return f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
+
+
+def read_json(kind: str, identity: str, name: str) -> object | None:
+    """A small entry written by ``write_json``, or None (caches off, missing or unreadable)."""
+    entry = entry_path(kind, identity, name)
+    if entry is None:
+        return None
+    try:
+        value = json.loads(entry.read_text())
+    except (OSError, ValueError):
+        return None
+    mark_used(entry)
+    return value
+
+
+def write_json(kind: str, identity: str, name: str, value: object) -> None:
+    """Keep ``value`` as a small JSON entry, whole or not at all; a read-only cache only costs the
+    work next time."""
+    entry = entry_path(kind, identity, name)
+    if entry is None:
+        return
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(json.dumps(value))
+        partial.replace(entry)
+    except OSError:
+        return
+    evict(keep=entry)
 
 
 def mark_used(path: Path) -> None:

@@ -272,17 +272,19 @@ def compose(
     from loom.visual.preview import make_preview, preview_frames, preview_png
 
     capture: dict[int, object] = dict.fromkeys(preview_frames(prepared))
-    early: dict[str, object] = {}
+    told: list[tuple[int, int]] | None = None
+    drawing: Future | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-preview") as pool:
 
         def encoded(regions: list[tuple[int, int]]) -> None:
-            early["regions"] = regions
-            early["png"] = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
+            nonlocal told, drawing
+            told = regions
+            drawing = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
 
         report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
-        png = early["png"].result() if "png" in early else None  # type: ignore[attr-defined]
+        png = drawing.result() if drawing is not None else None
     target = preview_uri(out_uri)
-    if png is not None and report.mode == "splice" and early["regions"] == report.reencoded_spans:
+    if png is not None and report.mode == "splice" and told == report.reencoded_spans:
         storage.write_bytes(target, png)
         preview = target
     else:

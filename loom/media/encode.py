@@ -9,7 +9,6 @@ parameters, so its SPS/PPS equal a span's and the splice needs no extra paramete
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
@@ -116,23 +115,13 @@ class SpanEncoder:
         identity = json.dumps([av.__version__, av.library_versions.get("libavcodec"), self._options(),
                                self.width, self.height, self.pix_fmt, str(self.fps), str(self.sample_aspect),
                                sorted(self.colour.items())])
-        entry = local_cache.entry_path("x264", identity, "headers.json")
-        if entry is not None:
-            try:
-                headers = [bytes.fromhex(h) for h in json.loads(entry.read_text())]
-                local_cache.mark_used(entry)
-                return headers
-            except (OSError, ValueError, TypeError):
-                pass
+        kept = local_cache.read_json("x264", identity, "headers.json")
+        try:
+            return [bytes.fromhex(h) for h in kept]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            pass  # none kept, or not a list of hex strings
         headers = self._encode_headers()
-        if entry is not None:
-            try:
-                entry.parent.mkdir(parents=True, exist_ok=True)
-                partial = entry.with_name(f".{entry.name}.{os.getpid()}.{id(headers)}")
-                partial.write_text(json.dumps([h.hex() for h in headers]))
-                partial.replace(entry)
-            except OSError:
-                pass  # a read-only cache only costs the probe next time
+        local_cache.write_json("x264", identity, "headers.json", [h.hex() for h in headers])
         return headers
 
     def _encode_headers(self) -> list[bytes]:

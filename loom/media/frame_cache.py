@@ -21,16 +21,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-from loom import local_cache, storage
+from loom import local_cache
 
 _SUFFIX = ".yuv"
 _COLOUR = ("colorspace", "color_range", "color_primaries", "color_trc")
 
 
 def _entry(uri: str, path: Path, first: int, stop: int) -> Path | None:
-    stat = path.stat()
-    identity = f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
-    return local_cache.entry_path("frames", identity, f"{first}-{stop}{_SUFFIX}")
+    return local_cache.entry_path("frames", local_cache.file_identity(uri, path), f"{first}-{stop}{_SUFFIX}")
 
 
 def _plane_shapes(width: int, height: int) -> list[tuple[int, int]]:

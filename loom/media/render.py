@@ -92,14 +92,14 @@ class _PacketIndex:
     cache by URI, size and modification time, so later renders of the video skip the pass."""
 
     def __init__(self, container, stream, length_size: int, path: Path | None = None, cache_as: str | None = None) -> None:  # noqa: ANN001
-        entry = _index_entry(cache_as, path) if cache_as is not None and path is not None else None
-        stored = _read_index(entry) if entry is not None else None
+        keep = cache_as is not None and path is not None
+        stored = _read_index(cache_as, path) if keep else None  # type: ignore[arg-type]
         if stored is not None:
             self.pts, self.dts, self.duration, idr_pts = stored
         else:
             self.pts, self.dts, self.duration, idr_pts = _scan_packets(container, stream, length_size)
-            if entry is not None:
-                _write_index(entry, self.pts, self.dts, self.duration, idr_pts)
+            if keep:
+                _write_index(cache_as, path, self.pts, self.dts, self.duration, idr_pts)  # type: ignore[arg-type]
         order = sorted(self.pts)
         self.display_of_pts = {p: i for i, p in enumerate(order)}
         self.display = [self.display_of_pts[p] for p in self.pts]  # display index per decode position
@@ -135,43 +135,23 @@ def _scan_packets(container, stream, length_size: int) -> tuple[list[int], list[
 _INDEX_FIELDS = ("pts", "dts", "duration", "idr_pts")
 
 
-def _index_entry(uri: str, path: Path) -> Path | None:
+def _read_index(uri: str, path: Path) -> tuple[list[int], list[int], list[int], list[int]] | None:
     from loom import local_cache
 
-    stat = path.stat()
-    identity = f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
-    return local_cache.entry_path("index", identity, "packets.json")
-
-
-def _read_index(entry: Path) -> tuple[list[int], list[int], list[int], list[int]] | None:
-    import json
-
-    from loom import local_cache
-
+    data = local_cache.read_json("index", local_cache.file_identity(uri, path), "packets.json")
     try:
-        data = json.loads(entry.read_text())
-        lists = tuple([int(v) for v in data[name]] for name in _INDEX_FIELDS)
-    except (OSError, ValueError, KeyError, TypeError):
+        lists = tuple([int(v) for v in data[name]] for name in _INDEX_FIELDS)  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
         return None
     if len({len(v) for v in lists[:3]}) != 1:
         return None
-    local_cache.mark_used(entry)
     return lists  # type: ignore[return-value]
 
 
-def _write_index(entry: Path, *lists: list[int]) -> None:
-    import json
-
+def _write_index(uri: str, path: Path, *lists: list[int]) -> None:
     from loom import local_cache
 
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        partial = entry.with_name(f".{entry.name}.{os.getpid()}.{id(lists)}")
-        partial.write_text(json.dumps(dict(zip(_INDEX_FIELDS, lists))))
-        partial.replace(entry)  # whole or not at all
-    except OSError:
-        return  # a read-only cache only costs the pass next time
-    local_cache.evict(keep=entry)
+    local_cache.write_json("index", local_cache.file_identity(uri, path), "packets.json", dict(zip(_INDEX_FIELDS, lists)))
 
 
 # ---------------------------------------------------------------- patches

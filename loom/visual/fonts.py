@@ -7,7 +7,6 @@ fontTools, never guessed from rendered pixels: a missing glyph renders as a box 
 
 from __future__ import annotations
 
-import os
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -100,32 +99,19 @@ def coverage(face: FontFace) -> frozenset[int]:
     """Code points the face maps to a glyph (its best Unicode cmap). Kept in the local cache per
     font file (path, size, modification time): reading a cmap with fontTools costs a process
     ~30 ms, most of it importing fontTools."""
-    import json
-
     from loom import local_cache
 
-    entry = None
     try:
-        stat = Path(face.path).stat()
-        entry = local_cache.entry_path("fonts", f"{face.path}\n{face.index}\n{stat.st_size}\n{stat.st_mtime_ns}", "coverage.json")
+        identity = f"{local_cache.file_identity(face.path, Path(face.path))}\n{face.index}"
     except OSError:
-        pass
-    if entry is not None:
-        try:
-            points = frozenset(int(cp) for cp in json.loads(entry.read_text()))
-            local_cache.mark_used(entry)
-            return points
-        except (OSError, ValueError, TypeError):
-            pass
+        return _read_coverage(face)
+    kept = local_cache.read_json("fonts", identity, "coverage.json")
+    try:
+        return frozenset(int(cp) for cp in kept)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        pass  # none kept, or not a list of code points
     points = _read_coverage(face)
-    if entry is not None:
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            partial = entry.with_name(f".{entry.name}.{os.getpid()}.{threading.get_ident()}")
-            partial.write_text(json.dumps(sorted(points)))
-            partial.replace(entry)
-        except OSError:
-            pass  # a read-only cache only costs the cmap next time
+    local_cache.write_json("fonts", identity, "coverage.json", sorted(points))
     return points
 
 
