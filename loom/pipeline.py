@@ -363,11 +363,13 @@ def personalize(template: Template | str, data: dict[str, object], out: str | No
             spoken = pool.submit(lambda: [voice_line(prepared, seg, values, workdir) for seg in template.voice_segments])
             drawn += [draw_visual(prepared, seg, values, workdir, in_memory=True) for seg in template.visual_segments]
             patch_sets: list[PatchSetRef] = []
-            if any(lipsync_wanted(prepared, seg) for seg in template.voice_segments):
+            if any(lipsync_will_run(prepared, seg) for seg in template.voice_segments):
                 for seg, insert in zip(template.voice_segments, spoken.result()):
                     ref = lipsync_line(prepared, seg, insert, workdir)
                     if ref is not None:
                         patch_sets.append(ref)
+            elif any(lipsync_wanted(prepared, seg) for seg in template.voice_segments):
+                _warn_no_checkpoint()  # wanted, but no backend here: the render need not wait for the voice
             patch_sets += drawn
             render = compose(prepared, spoken, patch_sets, out_uri)
             inserts = spoken.result()

@@ -112,6 +112,39 @@ def test_no_face_in_a_lipsync_window_leaves_the_frames_alone(
     assert PatchSet.load(ref.uri).frames == {}
 
 
+def test_personalize_lipsyncs_only_where_a_backend_is_configured(
+    tmp_path: Path, loom_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a checkpoint the recipient waits for its line and runs lip-sync (no face in this clip:
+    nothing patched); without one it warns once and the render does not wait for the voice."""
+    import logging
+
+    from loom.lipsync import engine
+    from loom.lipsync.checkpoint import write_random_checkpoint
+
+    clip = make_clip(tmp_path / "noface.mp4", seconds=2.4, size=(160, 120))
+    data = _template(clip, voice_segments=[{"id": "hi", "start_time": 0.3, "end_time": 2.0, "template_text": "Hi {client_name}!"}])
+    template = parse_template(data)
+    with caplog.at_level(logging.WARNING, logger="loom.lipsync"):
+        plain = pipeline.personalize(template, {"client_name": "Ada"}, str(tmp_path / "plain.mp4"))
+    assert [p.kind for p in plain.patches] == [] and plain.lipsync_checkpoint is None
+    assert sum("lip-sync skipped" in r.getMessage() for r in caplog.records) <= 1
+
+    monkeypatch.setenv("LOOM_WAV2LIP_CHECKPOINT", str(write_random_checkpoint(tmp_path / "w2l.pth", seed=5)))
+    monkeypatch.setenv("LOOM_WAV2LIP_DEVICE", "cpu")
+    reload_settings()
+    engine.reset_engine()
+    try:
+        synced = pipeline.personalize(template, {"client_name": "Bea"}, str(tmp_path / "synced.mp4"))
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+        engine.reset_engine()
+    (lips,) = [p for p in synced.patches if p.kind == "lipsync"]
+    assert lips.segment_id == "hi" and lips.frames_patched == 0 and lips.qa["frames_without_face"] > 0
+    assert synced.lipsync_checkpoint is not None and Path(synced.output_uri).is_file()
+
+
 def test_unreachable_logo_is_named() -> None:
     import socket
 
