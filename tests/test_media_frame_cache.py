@@ -45,11 +45,14 @@ def test_cached_frames_are_the_decoded_frames(loom_home: Path, clip: Path) -> No
 def test_writing_into_a_cached_frame_leaves_the_entry_as_it_was(loom_home: Path, clip: Path) -> None:
     from loom.media.overlay import plane_views
 
-    list(span_frames(str(clip), clip, 0, 10))
+    originals = [_planes(f) for _, f in span_frames(str(clip), clip, 0, 10)]
     before = _entries()[0].read_bytes()
-    for _, frame in span_frames(str(clip), clip, 0, 10):
+    to_write = {2, 3, 7}  # copied whole; the others are copy-on-write views of the entry
+    for index, frame in span_frames(str(clip), clip, 0, 10, to_write=to_write):
+        assert np.array_equal(_planes(frame), originals[index])  # a copy holds the same pixels
         plane_views(frame)[0][:] = 7  # what patching does to a frame
     assert _entries()[0].read_bytes() == before
+    assert all(np.array_equal(_planes(f), originals[i]) for i, f in span_frames(str(clip), clip, 0, 10))
 
 
 def test_a_render_that_stops_early_or_a_broken_entry_stores_nothing_wrong(loom_home: Path, clip: Path) -> None:

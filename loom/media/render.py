@@ -199,7 +199,8 @@ def _frames_with_patches(
     from loom.media.frames import read_video_frames
 
     expected = first
-    originals = span_frames(uri, path, first, stop) if uri is not None else read_video_frames(str(path), first, stop, threads=False)
+    originals = (span_frames(uri, path, first, stop, to_write=patches) if uri is not None
+                 else read_video_frames(str(path), first, stop, threads=False))
     for index, frame in originals:
         if index != expected:
             raise SpliceImpossible(f"decoding frames {first}-{stop} gave frame {index} where {expected} was due")
