@@ -7,6 +7,7 @@ both to the same output.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -278,8 +279,9 @@ def compose(
 
         def encoded(regions: list[tuple[int, int]]) -> None:
             nonlocal told, drawing
-            told = regions
-            drawing = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
+            with contextlib.suppress(RuntimeError):  # the render already returned: drawn after it instead
+                drawing = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
+                told = regions
 
         report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
         png = drawing.result() if drawing is not None else None
