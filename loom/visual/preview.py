@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 
 import cv2
 import numpy as np
@@ -10,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from loom import storage
 from loom.media.frames import read_video_frames
+from loom.media.patches import read_npz, write_npz
 from loom.prepared import PreparedTemplate
 from loom.visual.fonts import font_chain, load_font
 from loom.visual.tracking import load_track
@@ -81,15 +83,13 @@ def _before_frames(prepared: PreparedTemplate, indices: list[int]) -> dict[int, 
     wanted = sorted(set(indices))
     if storage.exists(cache):
         try:
-            with np.load(io.BytesIO(storage.read_bytes(cache))) as data:
-                if sorted(int(k) for k in data.files) == wanted:
-                    return {int(k): data[k] for k in data.files}
-        except (OSError, ValueError):
-            pass  # unreadable (e.g. a half-written file from a killed run): made again below
+            data = read_npz(cache)
+            if sorted(int(k) for k in data) == wanted:
+                return {int(k): v for k, v in data.items()}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            pass  # unreadable (e.g. a damaged file): made again below
     frames = _frames_at(prepared.working_video_uri, wanted, keep=True)
-    buf = io.BytesIO()
-    np.savez(buf, **{str(k): v for k, v in frames.items()})
-    storage.write_bytes(cache, buf.getvalue())
+    write_npz(cache, {str(k): v for k, v in frames.items()})
     return frames
 
 
