@@ -1,11 +1,13 @@
 """This machine's caches of recipient-independent data, for the recipients that follow.
 
-Two kinds live under one folder (``LOOM_CACHE_DIR``; default ``<home>/cache`` for a local home,
-else ``~/.cache/better-loom``): ``frames/``, the decoded frames of edited spans
-(``loom.media.frame_cache``), and ``files/``, prepared files fetched from remote storage
-(``storage.kept_local_path``). Entries are named by a digest of what identifies their source, so a
-changed source gets a new entry; together they are bounded by ``LOOM_CACHE_MB`` and the least
-recently used go first.
+They live under one folder (``LOOM_CACHE_DIR``; default ``<home>/cache`` for a local home, else
+``~/.cache/better-loom``), a subfolder per kind: ``frames/``, the decoded frames of edited spans
+(``loom.media.frame_cache``); ``files/``, prepared files fetched from remote storage
+(``storage.kept_local_path``); and small JSON entries (``read_json`` / ``write_json``): ``index/``,
+a working video's packet index (``loom.media.render``), ``x264/``, the span encoder's SPS/PPS
+(``loom.media.encode``), and ``fonts/``, a font's character coverage (``loom.visual.fonts``).
+Entries are named by a digest of what identifies their source, so a changed source gets a new
+entry; together they are bounded by ``LOOM_CACHE_MB`` and the least recently used go first.
 """
 
 from __future__ import annotations

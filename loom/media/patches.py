@@ -34,10 +34,14 @@ def write_npz(uri: str, arrays: dict[str, np.ndarray]) -> str:
     if not storage.is_remote(uri):
         with storage.staged_output(uri, suffix=".npz") as target:
             _write_arrays(target, arrays, zipfile.ZIP_STORED)
-        return os.path.abspath(uri.removeprefix("file://"))
+        return _local_file(uri)
     buf = io.BytesIO()
     _write_arrays(buf, arrays, zipfile.ZIP_DEFLATED)
     return storage.write_bytes(uri, buf.getvalue())
+
+
+def _local_file(uri: str) -> str:
+    return os.path.abspath(uri.removeprefix("file://"))
 
 
 def read_npz(uri: str) -> dict[str, np.ndarray]:
@@ -46,9 +50,8 @@ def read_npz(uri: str) -> dict[str, np.ndarray]:
     uses them, on the thread that uses them, and no checksum pass runs over every byte first.
     Anything else is read whole with ``np.load``."""
     if not storage.is_remote(uri):
-        path = os.path.abspath(uri.removeprefix("file://"))
         try:
-            return _mapped_members(path)
+            return _mapped_members(_local_file(uri))
         except (OSError, ValueError, zipfile.BadZipFile):
             pass  # deflated, odd or damaged: np.load reads it (and says what is wrong)
     with np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False) as data:

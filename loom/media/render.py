@@ -91,15 +91,13 @@ class _PacketIndex:
     With ``cache_as`` (the video's URI) the index is kept in the local cache, keyed like the frame
     cache by URI, size and modification time, so later renders of the video skip the pass."""
 
-    def __init__(self, container, stream, length_size: int, path: Path | None = None, cache_as: str | None = None) -> None:  # noqa: ANN001
-        keep = cache_as is not None and path is not None
-        stored = _read_index(cache_as, path) if keep else None  # type: ignore[arg-type]
-        if stored is not None:
-            self.pts, self.dts, self.duration, idr_pts = stored
-        else:
-            self.pts, self.dts, self.duration, idr_pts = _scan_packets(container, stream, length_size)
-            if keep:
-                _write_index(cache_as, path, self.pts, self.dts, self.duration, idr_pts)  # type: ignore[arg-type]
+    def __init__(self, container, stream, length_size: int, path: Path, cache_as: str | None = None) -> None:  # noqa: ANN001
+        lists = _read_index(cache_as, path) if cache_as is not None else None
+        if lists is None:
+            lists = _scan_packets(container, stream, length_size)
+            if cache_as is not None:
+                _write_index(cache_as, path, *lists)
+        self.pts, self.dts, self.duration, idr_pts = lists
         order = sorted(self.pts)
         self.display_of_pts = {p: i for i, p in enumerate(order)}
         self.display = [self.display_of_pts[p] for p in self.pts]  # display index per decode position

@@ -78,11 +78,12 @@ def _stored_plate(prepared: PreparedTemplate, segment: VisualSegment, track: Tra
 
 
 def _patches_from_plate(plate: CleanPlate, track: Track, content: Content) -> PatchSet:
+    """Every tracked frame's patch laid now (``_deferred_from_plate`` lays them on demand)."""
+    deferred = _deferred_from_plate(plate, track, content)
     patches = PatchSet()
-    for index, cleaned in sorted(plate.frames.items()):
-        box = track.box_at(index)
-        if box is not None:
-            patches.add(index, lay_content(cleaned, content, box, track.base_box))
+    for index in deferred.indices:
+        for patch in deferred.patches_at(index):
+            patches.add(index, patch)
     return patches
 
 
@@ -105,7 +106,7 @@ def _patches_by_removal(
 
 
 def _deferred_from_plate(plate: CleanPlate, track: Track, content: Content) -> DeferredPatches:
-    """``_patches_from_plate``, each frame's patch laid when the renderer asks for it."""
+    """The new content laid over each tracked frame's plate, when the renderer asks for that frame."""
     boxes = {index: track.box_at(index) for index in plate.frames}
     boxes = {index: box for index, box in boxes.items() if box is not None}
 
