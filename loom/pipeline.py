@@ -85,8 +85,10 @@ def base_video_digest(uri: str) -> str:
 
 
 def template_version(template: Template) -> str:
+    """The prepared template's and every row key's version: the base video's bytes, the template's
+    video-relevant content and the preparing code; nothing else."""
     video_digest = base_video_digest(template.base_video_path)
-    payload = f"{video_digest}:{template.content_hash()}:{PREPARE_CODE_VERSION}"
+    payload = f"{video_digest}:{template.video_hash()}:{PREPARE_CODE_VERSION}"
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -106,7 +108,9 @@ def load_prepared(template: Template) -> PreparedTemplate | None:
     version = template_version(template)
     uri = storage.join(prepared_root(template, version), "prepared.json")
     if storage.exists(uri):
-        return PreparedTemplate.model_validate_json(storage.read_bytes(uri))
+        prepared = PreparedTemplate.model_validate_json(storage.read_bytes(uri))
+        # same version, but the name or the recording's location may have changed since
+        return prepared.model_copy(update={"template": template})
     return None
 
 

@@ -147,8 +147,15 @@ class Template(BaseModel):
     def image_keys(self) -> set[str]:
         return {s.placeholder_key for s in self.visual_segments if s.segment_type == "image"}
 
-    def content_hash(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+    def video_hash(self) -> str:
+        """Hash of everything a recipient's video depends on in the template itself.
+
+        The display ``name`` and where the base video lies are left out: the video's bytes enter
+        the template version separately, so renaming a template or moving its recording does not
+        remake every video, while any box, time, text, voice or style edit does.
+        """
+        content = self.model_dump_json(exclude={"name", "base_video_path"})
+        return hashlib.sha256(content.encode()).hexdigest()
 
     def check_against_video(self, duration: float, tolerance: float = 1e-3) -> None:
         """Times must lie inside the recording (checked once it is probed)."""

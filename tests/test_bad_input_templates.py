@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from app.cli import app as cli
 from loom import pipeline
 from loom.errors import InputError
-from loom.template import parse_template, template_uri
+from loom.template import check_safe_id, parse_template, template_uri
 from tests.media_fixtures import make_clip
 
 BASE = {
@@ -39,7 +39,9 @@ def _with(path: tuple, value: object) -> dict:
     return data
 
 
-@pytest.mark.parametrize("bad", ["../../x", "../x", "/etc/passwd", "a/b", "..", ".hidden", "x\x00y", "a" * 200])
+@pytest.mark.parametrize(
+    "bad", ["../../x", "../x", "/etc/passwd", "a/b", "..", ".hidden", "x\x00y", "a" * 200, "a..b", "a b", "", "/abs"]
+)
 def test_path_like_template_ids_are_refused(bad: str) -> None:
     with pytest.raises(InputError) as err:
         parse_template(_with(("id",), bad))
@@ -47,6 +49,11 @@ def test_path_like_template_ids_are_refused(bad: str) -> None:
     with pytest.raises(InputError) as err:
         template_uri(bad)
     assert err.value.field == "template_id"
+
+
+def test_safe_ids_pass() -> None:
+    assert check_safe_id("abc-1.2_x") == "abc-1.2_x"
+    assert parse_template(_with(("id",), "Acme.demo_2-b")).id == "Acme.demo_2-b"
 
 
 @pytest.mark.parametrize("where", [("voice_segments", 0, "id"), ("visual_segments", 0, "id")])
