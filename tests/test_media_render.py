@@ -12,6 +12,7 @@ import pytest
 from scipy.io import wavfile
 
 from loom.edits import AudioInsert, PatchSetRef
+from loom.media.audio_mix import CROSSFADE_SECONDS
 from loom.media.patches import Patch, PatchSet
 from loom.media.prepare import prepare_media
 from loom.media.render import RenderReport, render_recipient
@@ -188,8 +189,35 @@ def test_audio_is_original_outside_the_window_and_the_insert_inside(h264_case: d
     spectrum = np.abs(np.fft.rfft(inside))
     peak_hz = np.argmax(spectrum) * rate / len(inside)
     assert abs(peak_hz - 1000) < 5  # the insert's tone, not the recording's 440 Hz
-    fade = out[s0 - 200 : s0 + 1200]
-    assert np.abs(fade).max() < 1.0 and np.abs(np.diff(fade)).max() < 0.2  # no click at the seam
+
+
+def test_both_seams_are_crossfaded_in_the_encoded_output(h264_case: dict) -> None:
+    """An insert far from zero at both edges (the recording crosses zero there): a hard cut would
+    step by ~0.6 in one sample; the equal-power crossfade keeps each seam's largest step near the
+    reference mix's own, after AAC, at the start and at the end."""
+    tmp, prepared = h264_case["tmp"], h264_case["prepared"]
+    rate = 48000
+    s0, s1 = round(WINDOW[0] * rate), round(WINDOW[1] * rate)
+    t = np.arange(s1 - s0) / rate
+    swell = 0.6 * np.cos(2 * np.pi * 5 * t) + 0.05 * np.sin(2 * np.pi * 1000 * t)  # +0.6 at both edges
+    wavfile.write(str(tmp / "swell.wav"), rate, (np.stack([swell, swell], 1) * 32767).round().astype(np.int16))
+    insert = AudioInsert(segment_id="v1", uri=str(tmp / "swell.wav"), start=WINDOW[0], end=WINDOW[1], sample_rate=rate)
+    report = render_recipient(prepared, [insert], [], str(tmp / "swell.mp4"))
+    out = decode_audio(report.output_uri)[0]
+    original = wavfile.read(prepared.audio_uri)[1][:, 0] / 32768.0
+    fade = round(CROSSFADE_SECONDS * rate)
+    theta = np.full(s1 - s0, np.pi / 2)
+    ramp = np.pi / 2 * (np.arange(fade) + 1) / (fade + 1)
+    theta[:fade], theta[-fade:] = ramp, ramp[::-1]
+    want = original.copy()
+    want[s0:s1] = original[s0:s1] * np.cos(theta) + swell * np.sin(theta)
+    for edge in (s0, s1):
+        near = slice(edge - 2 * fade, edge + 2 * fade)
+        assert abs(want[edge - 1] - want[edge]) < 0.05 and abs(swell[0]) > 0.5  # the fixture is far from zero
+        real = np.abs(np.diff(want[near])).max()
+        got = np.abs(np.diff(out[near])).max()
+        assert 0.8 * real <= got <= 1.25 * real, (edge, got, real)
+        assert np.abs(out[near] - want[near]).max() < 0.04, edge  # the crossfade's shape, within AAC's error
 
 
 def test_no_patch_sets_copies_every_video_packet(h264_case: dict) -> None:
