@@ -95,14 +95,26 @@ def test_rate_limit_is_retried_honouring_retry_after(fake, waits):
 
 
 def test_server_errors_back_off_and_give_up_after_the_bounded_tries(fake, waits, monkeypatch):
-    monkeypatch.setenv("ELEVENLABS_MAX_ATTEMPTS", "3")
-    fake.fail_next(503, times=5)
-    with pytest.raises(ServiceUnavailable, match=r"HTTP 503 after 3 tries"):
+    monkeypatch.setenv("ELEVENLABS_MAX_ATTEMPTS", "5")
+    fake.fail_next(503, times=6)
+    with pytest.raises(ServiceUnavailable, match=r"HTTP 503 after 5 tries"):
         synthesize_line("Hello Ada!", "presenter-voice")
-    assert len(tts_requests(fake)) == 3
-    assert len(waits) == 2 and 0 < waits[0] and all(w <= 30.0 for w in waits)
-    # Exponential: the second wait's base is twice the first's (jitter is at most 0.5 s).
-    assert waits[1] > waits[0] - 0.5
+    assert len(tts_requests(fake)) == 5
+    # Exponential within jitter: wait k is 0.5 s * 2**(k-1) plus at most 0.5 s, so each wait's
+    # base doubles (a constant or linear backoff leaves these bands by the third wait).
+    assert len(waits) == 4
+    for k, wait in enumerate(waits, start=1):
+        assert 0.5 * 2 ** (k - 1) <= wait <= 0.5 * 2 ** (k - 1) + 0.5, (k, waits)
+    assert waits[3] / waits[2] >= 1.6 and waits[2] / waits[1] >= 1.33
+
+
+def test_backoff_is_capped_by_the_longest_wait_allowed(fake, waits, monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_MAX_ATTEMPTS", "6")
+    monkeypatch.setenv("ELEVENLABS_MAX_BACKOFF_S", "3")
+    fake.fail_next(503, times=5)
+    clip = synthesize_line("Hello Ada!", "presenter-voice")
+    assert clip.provider == "elevenlabs" and len(tts_requests(fake)) == 6
+    assert len(waits) == 5 and waits[:2] == sorted(waits[:2]) and waits[3] == waits[4] == 3.0, waits
 
 
 def test_bad_key_fails_fast_with_one_line_that_never_shows_the_key(fake, waits, monkeypatch, caplog):

@@ -56,9 +56,11 @@ def make_prepared(tmp_path, segment: VoiceSegment, speech_amplitude: float = 0.2
     )  # fmt: skip
 
 
-def make_clip(tmp_path, seconds: float, rate: int = 24000, lead: float = 0.3, tail: float = 0.4) -> SpeechClip:
+def make_clip(
+    tmp_path, seconds: float, rate: int = 24000, lead: float = 0.3, tail: float = 0.4, amplitude: float = 0.3
+) -> SpeechClip:
     """A provider's clip: speech of ``seconds`` with silence before and after (to be trimmed)."""
-    speech = voiced(seconds, rate, 220.0, 0.3)
+    speech = voiced(seconds, rate, 220.0, amplitude)
     samples = np.concatenate([np.zeros(int(lead * rate)), speech, np.zeros(int(tail * rate))]).astype(np.float32)
     uri = str(tmp_path / f"clip-{seconds}.wav")
     write_wav(uri, samples, rate)
@@ -146,10 +148,14 @@ def test_just_over_the_limit_fails_and_just_under_fits(tmp_path, home):
 def test_silent_original_gets_a_sensible_level_and_mono_layout(tmp_path, home):
     seg = segment()
     prepared = make_prepared(tmp_path, seg, speech_amplitude=0.0, channels=1)
-    insert = fit_line_to_window(make_clip(tmp_path, 1.0), seg, prepared, str(tmp_path / "out.wav"))
+    clip = make_clip(tmp_path, 1.0, amplitude=0.02)  # a quiet line: ~24 LU under the default level
+    spoken, rate = read_wav(clip.uri)
+    assert integrated_loudness(spoken[:, 0], rate) < -40.0
+    insert = fit_line_to_window(clip, seg, prepared, str(tmp_path / "out.wav"))
     out, _ = read_wav(insert.uri)
     assert out.shape[1] == 1
     assert insert.target_lufs == -20.0 and abs(insert.loudness_lufs + 20.0) < 1.0
+    assert abs(integrated_loudness(out[:, 0], RATE) + 20.0) < 1.5  # the file itself, not only the report
     # No original speech to follow: the line starts after a short lead-in.
     assert 0.02 <= insert.speech_start <= 0.2
     rms = frame_rms(out[:, 0], RATE)
