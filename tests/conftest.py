@@ -36,6 +36,17 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     reload_settings()
 
 
+# Fixtures that start servers, workers or a browser: a test using one is end-to-end whatever its
+# module says, so `pytest -m "not e2e"` (the quick loop) never starts them.
+E2E_FIXTURES = {"prefect_stack", "use_stack"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     # Prefect's temporary servers log "Stopping temporary server" from an atexit hook, after pytest
     # has closed the streams its handlers hold; that would print a logging traceback after the summary.

@@ -3,6 +3,7 @@ the deployments of prefect.yaml and one worker per pool; runs are created throug
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from loom.lipsync.checkpoint import write_random_checkpoint
 from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
     api,
     artifacts_of,
@@ -41,28 +43,49 @@ def _store_template(stack, template_path: Path, template_id: str) -> str:  # noq
 def test_recipient_run_through_rest_makes_a_video_and_sends_lipsync_to_the_gpu_pool(prefect_stack, tmp_path: Path) -> None:  # noqa: ANN001
     template = write_template(tmp_path / "tpl")
     output = tmp_path / "out" / "ada.mp4"
+    # The GPU pool's deployment has a checkpoint (as a GPU image would); the CPU side has none, so
+    # the patches can only come from the child run on the gpu pool.
+    checkpoint = write_random_checkpoint(tmp_path / "wav2lip_random.pth", seed=3)
     with api(prefect_stack) as client:
-        dep = deployment_id(client, "personalize-recipient", "personalize-recipient")
-        created = create_run(
-            client,
-            dep,
-            {
-                "parameters": {"template": str(template), "data": {"client_name": "Ada", "company_name": "Acme"}, "output": str(output)},
-                # a GPU pool configured for this run: lip-sync becomes a run of the wav2lip deployment
-                "job_variables": {"env": {"LOOM_GPU_POOL": "gpu"}},
-            },
-        )
-        run = wait_for_run(client, created["id"])
-        assert run["state"]["type"] == "COMPLETED", run["state"]
-        assert output.is_file() and output.stat().st_size > 1000
+        gpu_dep = deployment_id(client, "wav2lip", "wav2lip")
+        before = client.get(f"/deployments/{gpu_dep}").json()["job_variables"]
+        env = {"LOOM_WAV2LIP_CHECKPOINT": str(checkpoint), "LOOM_WAV2LIP_DEVICE": "cpu"}
+        assert client.patch(f"/deployments/{gpu_dep}", json={"job_variables": {**before, "env": env}}).status_code == 204
+        try:
+            _recipient_run_on_the_gpu_pool(client, template, output, checkpoint)
+        finally:
+            client.patch(f"/deployments/{gpu_dep}", json={"job_variables": before})
 
-        links = [a for a in artifacts_of(client, [run["id"]]) if (a["key"] or "").startswith("video-")]
-        assert len(links) == 1 and output.resolve().as_uri() in links[0]["data"]
 
-        children = child_flow_runs(client, run["id"])
-        wav2lip = [c for c in children if c["deployment_id"] == deployment_id(client, "wav2lip", "wav2lip")]
-        assert len(wav2lip) == 1
-        assert wav2lip[0]["work_pool_name"] == "gpu" and wav2lip[0]["state"]["type"] == "COMPLETED"
+def _recipient_run_on_the_gpu_pool(client, template: Path, output: Path, checkpoint: Path) -> None:  # noqa: ANN001
+    dep = deployment_id(client, "personalize-recipient", "personalize-recipient")
+    created = create_run(
+        client,
+        dep,
+        {
+            "parameters": {"template": str(template), "data": {"client_name": "Ada", "company_name": "Acme"}, "output": str(output)},
+            # a GPU pool configured for this run: lip-sync becomes a run of the wav2lip deployment
+            "job_variables": {"env": {"LOOM_GPU_POOL": "gpu"}},
+        },
+    )
+    run = wait_for_run(client, created["id"])
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert output.is_file() and output.stat().st_size > 1000
+
+    links = [a for a in artifacts_of(client, [run["id"]]) if (a["key"] or "").startswith("video-")]
+    assert len(links) == 1 and output.resolve().as_uri() in links[0]["data"]
+
+    children = child_flow_runs(client, run["id"])
+    wav2lip = [c for c in children if c["deployment_id"] == deployment_id(client, "wav2lip", "wav2lip")]
+    assert len(wav2lip) == 1
+    assert wav2lip[0]["work_pool_name"] == "gpu" and wav2lip[0]["state"]["type"] == "COMPLETED"
+    # the child ran the model with the pool's checkpoint (it did not skip): its patch set is in
+    # the recipient's record, with the checkpoint's digest and every frame of the window
+    record = json.loads(output.with_suffix(".json").read_text())
+    (lips,) = [p for p in record["patches"] if p["kind"] == "lipsync"]
+    assert lips["segment_id"] == "greeting" and lips["stop_frame"] - lips["first_frame"] == 50
+    assert lips["qa"]["checkpoint"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:16]
+    assert lips["qa"]["frames"] == 50 and lips["qa"]["device"] == "cpu"
 
 
 def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, fake_elevenlabs, tmp_path: Path) -> None:  # noqa: ANN001

@@ -28,6 +28,8 @@ ROWS = [
     {"client_name": "Barbara", "company_name": "Liskov Systems"},
 ]
 
+pytestmark = pytest.mark.e2e  # a real Prefect server, pools and workers
+
 
 @pytest.fixture
 def cloned_voice(monkeypatch: pytest.MonkeyPatch, fake_elevenlabs):  # noqa: ANN001, ANN201

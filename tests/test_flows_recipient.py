@@ -23,6 +23,8 @@ from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
 
 ROW = {"client_name": "Ada", "company_name": "Acme Robotics"}
 
+pytestmark = pytest.mark.e2e  # a real Prefect server, pools and workers
+
 
 def _run(template: Path, data: dict[str, str], output: str | None = None) -> tuple[object, str]:
     from flows.recipient import personalize_recipient
