@@ -59,14 +59,15 @@ def patch_yuv420p(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray,
         y = r * np.float32(kr) + g * np.float32(kg) + b * np.float32(kb)  # full-range luma, 0..255
         luma = y_plane[ey0:ey1, ex0:ex1]
         new_y = y * np.float32(ys) + np.float32(offset)
-        luma[...] = (luma + (new_y - luma) * alpha + np.float32(0.5)).astype(np.uint8)
+        luma[...] = np.minimum(luma + (new_y - luma) * alpha + np.float32(0.5), np.float32(255)).astype(np.uint8)
         half = ((ex1 - ex0) // 2, (ey1 - ey0) // 2)
         keep = 1.0 - cv2.resize(alpha, half, interpolation=cv2.INTER_AREA)  # exact 2x2 means
         for plane, diff, k in ((u_plane, b, ku), (v_plane, r, kv)):
             weighted = ((diff - y) * np.float32(k) + np.float32(128.0)) * alpha
             mean = cv2.resize(weighted, half, interpolation=cv2.INTER_AREA)
             chroma = plane[ey0 // 2 : ey1 // 2, ex0 // 2 : ex1 // 2]
-            chroma[...] = (chroma * keep + mean + np.float32(0.5)).astype(np.uint8)
+            # full range reaches 255.5 for saturated red/blue: clipped, or the cast wraps it to 0
+            chroma[...] = np.minimum(chroma * keep + mean + np.float32(0.5), np.float32(255)).astype(np.uint8)
 
 
 def plane_views(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
