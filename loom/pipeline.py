@@ -23,6 +23,7 @@ from loom import __version__, storage
 from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
+from loom.lipsync.notice import warn_no_checkpoint
 from loom.prepared import PreparedTemplate
 from loom.recipients import check_row, recipient_key, render_line
 from loom.template import Template, VisualSegment, VoiceSegment, load_template
@@ -213,7 +214,7 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
     if not lipsync_wanted(prepared, segment):
         return None
     if _wav2lip_unconfigured() and "loom.lipsync.engine" not in sys.modules:
-        _warn_no_checkpoint()  # the engine would skip too; not importing it saves torch's import
+        warn_no_checkpoint()  # the engine would skip too; not importing it saves torch's import
         return None
     out_uri = storage.join(workdir, f"lipsync-{segment.id}.npz")
     if get_settings().lipsync_backend == "synclabs":
@@ -225,25 +226,11 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
     return lipsync_segment(prepared, segment, insert, out_uri)
 
 
-_warned_no_checkpoint = False
-
-
 def _wav2lip_unconfigured() -> bool:
     from loom.settings import get_settings
 
     settings = get_settings()
     return settings.lipsync_backend == "wav2lip" and not settings.wav2lip_checkpoint
-
-
-def _warn_no_checkpoint() -> None:
-    """The engine's once-per-process warning (``loom.lipsync.engine.NO_CHECKPOINT``), without torch."""
-    global _warned_no_checkpoint
-    if not _warned_no_checkpoint:
-        _warned_no_checkpoint = True
-        logging.getLogger("loom.lipsync").warning(
-            "lip-sync skipped: no Wav2Lip checkpoint is configured (set LOOM_WAV2LIP_CHECKPOINT or the wav2lip "
-            "block to wav2lip.pth / wav2lip_gan.pth); the new voice is used over the original mouth"
-        )
 
 
 def draw_visual(
@@ -375,7 +362,7 @@ def personalize(template: Template | str, data: dict[str, object], out: str | No
                     if ref is not None:
                         patch_sets.append(ref)
             elif any(lipsync_wanted(prepared, seg) for seg in template.voice_segments):
-                _warn_no_checkpoint()  # wanted, but no backend here: the render need not wait for the voice
+                warn_no_checkpoint()  # wanted, but no backend here: the render need not wait for the voice
             patch_sets += drawn
             render = compose(prepared, spoken, patch_sets, out_uri)
             inserts = spoken.result()

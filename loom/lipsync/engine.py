@@ -33,6 +33,7 @@ from loom.lipsync.blend import blend_mouth
 from loom.lipsync.checkpoint import load_wav2lip, short_digest
 from loom.lipsync.faces import FaceBox, FaceTrack, detect_faces, load_face_track
 from loom.lipsync.model import FACE_SIZE, Wav2Lip
+from loom.lipsync.notice import forget_warning, warn_no_checkpoint
 from loom.media.frames import prefetched, read_frames
 from loom.media.patches import Patch, PatchSet, apply_patches
 from loom.media.probe import probe_video
@@ -42,15 +43,9 @@ from loom.template import VoiceSegment
 
 log = logging.getLogger("loom.lipsync")
 
-NO_CHECKPOINT = (
-    "lip-sync skipped: no Wav2Lip checkpoint is configured (set LOOM_WAV2LIP_CHECKPOINT or the wav2lip block "
-    "to wav2lip.pth / wav2lip_gan.pth); the new voice is used over the original mouth"
-)
-
 _lock = threading.Lock()
 _models: dict[tuple[str, str], Wav2Lip] = {}
 _digests: dict[str, str] = {}
-_warned_no_checkpoint = False
 
 
 # ------------------------------------------------------------------ model, once per process
@@ -118,20 +113,10 @@ def checkpoint_digest() -> str | None:
 
 def reset_engine() -> None:
     """Forget loaded models, digests and the no-checkpoint warning (settings changed)."""
-    global _warned_no_checkpoint
     with _lock:
         _models.clear()
         _digests.clear()
-        _warned_no_checkpoint = False
-
-
-def _warn_no_checkpoint() -> None:
-    global _warned_no_checkpoint
-    with _lock:
-        if _warned_no_checkpoint:
-            return
-        _warned_no_checkpoint = True
-    log.warning(NO_CHECKPOINT)
+    forget_warning()
 
 
 # ------------------------------------------------------------------ frames in, patches out
@@ -212,7 +197,7 @@ def lipsync_segment(prepared: PreparedTemplate, segment: VoiceSegment, insert: A
     """
     settings = get_settings()
     if not settings.wav2lip_checkpoint:
-        _warn_no_checkpoint()
+        warn_no_checkpoint()
         return None
     keep_freed_memory()
     started = time.perf_counter()
