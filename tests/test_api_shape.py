@@ -190,6 +190,20 @@ def test_local_logos_resolve_inside_home_or_beside_the_video(home: Path, tmp_pat
     with pytest.raises(Exception) as err:
         check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / ".." / "x.png")}, set())
     assert getattr(err.value, "status_code", None) == 422
+    # Folders whose names merely start with a root's name are outside it: real PNGs there are refused.
+    from PIL import Image
+
+    for sibling in (tmp_path / f"{home.name}-other", tmp_path / "media2"):
+        sibling.mkdir()
+        Image.new("RGB", (4, 4), (200, 30, 30)).save(sibling / "logo.png")
+    for logo in (
+        str(tmp_path / f"{home.name}-other" / "logo.png"),
+        f"../{home.name}-other/logo.png",
+        str(tmp_path / "media2" / "logo.png"),
+    ):
+        with pytest.raises(Exception) as err:
+            check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": logo}, set())
+        assert getattr(err.value, "status_code", None) == 422, logo
 
 
 def test_valid_job_reaches_the_orchestrator(client: TestClient) -> None:

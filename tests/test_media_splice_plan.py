@@ -12,6 +12,8 @@ from loom.media.render import edited_spans, gop_regions
 def test_edited_spans_merge_overlaps_and_clip_to_the_video() -> None:
     assert edited_spans([(10, 20), (15, 30), (40, 45), (-3, 2), (70, 90)], 80) == [(0, 2), (10, 30), (40, 45), (70, 80)]
     assert edited_spans([(5, 5)], 80) == []
+    assert edited_spans([(10, 20), (20, 30)], 80) == [(10, 30)]  # touching ranges are one span
+    assert edited_spans([(20, 30), (0, 10), (10, 20)], 80) == [(0, 30)]
 
 
 def test_gop_regions_widen_to_idr_frames_and_merge() -> None:

@@ -12,7 +12,7 @@ from loom.media.probe import VideoInfo
 from loom.prepared import PreparedTemplate
 from loom.template import Template, VoiceSegment
 from loom.voice.clip import SpeechClip
-from loom.voice.fit import fit_line_to_window, frame_rms
+from loom.voice.fit import LIMITS, fit_line_to_window, frame_rms
 from loom.voice.loudness import integrated_loudness
 from loom.voice.speech import synthesize_line
 from loom.voice.wav import read_wav, write_wav
@@ -110,7 +110,10 @@ def test_long_line_is_sped_up_within_limits_and_keeps_its_pitch(tmp_path, home):
     assert 1.05 < insert.stretch <= 1.2
     out, _ = read_wav(insert.uri)
     assert out.shape[0] == round(3.0 * RATE) - round(1.0 * RATE)
-    assert 0 <= insert.speech_start and insert.speech_end <= 2.0
+    # Sped up to fit between the edge margins, clear of the renderer's crossfades at both ends.
+    edge = LIMITS.edge_s
+    assert edge - 1 / RATE <= insert.speech_start < edge + 0.005
+    assert 2.0 - edge - 0.005 < insert.speech_end <= 2.0 - edge + 1 / RATE
     spoken = out[int(insert.speech_start * RATE) : int(insert.speech_end * RATE), 0]
     assert abs(spoken.size / RATE - 2.15 / insert.stretch) < 0.08
     assert abs(dominant_hz(spoken, RATE) - 220.0) < 5.0  # time-stretched, not resampled (that would be 242 Hz)
@@ -122,8 +125,15 @@ def test_short_line_is_not_stretched_to_fill(tmp_path, home):
     clip = make_clip(tmp_path, 0.8)
     insert = fit_line_to_window(clip, seg, prepared, str(tmp_path / "out.wav"))
     assert insert.stretch == 1.0
-    # Trimmed of its 0.3 s lead and 0.4 s tail (a 20 ms pad kept each side), nothing more.
-    assert abs((insert.speech_end - insert.speech_start) - 0.8) < 0.06
+    # Trimmed of its 0.3 s lead and 0.4 s tail, a 20 ms pad kept each side: 0.8 + 2 * 0.02 s.
+    assert abs((insert.speech_end - insert.speech_start) - 0.84) < 0.01
+    # The pad before the onset is kept (room tone only), so the onset itself is not cut.
+    out, _ = read_wav(insert.uri)
+    place = round(insert.speech_start * RATE)
+    pad = out[place : place + int(0.015 * RATE), 0]
+    onset = out[place + int(0.025 * RATE) : place + int(0.045 * RATE), 0]
+    assert float(np.sqrt(np.mean(pad**2))) < 2 * NOISE
+    assert float(np.sqrt(np.mean(onset**2))) > 10 * NOISE
 
 
 def test_line_that_cannot_fit_fails_the_recipient_with_a_clear_message(tmp_path, home):
