@@ -10,6 +10,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # The CPU build of torch first: a bare 'torch' requirement would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
+# A stale egg-info in the checkout would shadow the installed metadata (and with it the plugin
+# entry points) for anything run from here: the editable install writes its own.
+rm -rf better_loom.egg-info
 .venv/bin/python -m pip install --quiet -e ".[test]"
 # An editable install leaves the project's modules uncompiled; where PYTHONDONTWRITEBYTECODE is set
 # (as in many containers) every `loom` process would compile them again (~0.3 s per start).

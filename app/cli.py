@@ -224,10 +224,25 @@ def lipsync(
     out: Annotated[str, typer.Option("--out", help="Output video")],
     checkpoint: Annotated[str | None, typer.Option("--checkpoint", help="Wav2Lip checkpoint (.pth)")] = None,
 ) -> None:
-    """Lip-sync one clip to an audio file with Wav2Lip."""
-    from loom.lipsync.engine import lipsync_clip
+    """Lip-sync one clip to an audio file with the configured backend (LOOM_LIPSYNC_BACKEND, default wav2lip)."""
+    from loom.lipsync.clips import lipsync_whole_clip
 
-    typer.echo(lipsync_clip(video, audio, out, checkpoint=checkpoint))
+    report = lipsync_whole_clip(video, audio, out, checkpoint=checkpoint)
+    for warning in report.get("warnings", []) or []:
+        _err(f"warning: {warning}")
+    typer.echo(out)
+
+
+@app.command()
+@user_errors
+def plugins() -> None:
+    """List the installed lip-sync backends and visual effects (entry points better_loom.*)."""
+    from loom.plugins import plugin_list
+
+    rows = plugin_list()
+    width = max((len(r.name) for r in rows), default=4)
+    for r in rows:
+        typer.echo(f"{r.name:<{width}}  {r.group:<19}  {r.package} {r.version}  ({r.target})")
 
 
 @app.command()

@@ -31,6 +31,9 @@ class Wav2LipModel(Block):
     face_model: str | None = Field(
         default=None, description="YuNet ONNX file for the stronger face detector; Haar cascades when empty."
     )
+    backend: str = Field(
+        default="wav2lip", description="Lip-sync backend: wav2lip, synclabs or an installed plugin's name (`loom plugins`)."
+    )
 
     def apply(self) -> None:
         """Make this the engine's lip-sync configuration in this process."""
@@ -39,6 +42,7 @@ class Wav2LipModel(Block):
         os.environ["LOOM_WAV2LIP_CHECKPOINT"] = self.checkpoint
         os.environ["LOOM_WAV2LIP_DEVICE"] = self.device
         os.environ["LOOM_WAV2LIP_BATCH_SIZE"] = str(self.batch_size)
+        os.environ["LOOM_LIPSYNC_BACKEND"] = self.backend
         if self.face_model:
             os.environ["LOOM_FACE_MODEL"] = self.face_model
         else:

@@ -78,6 +78,9 @@ def default_output_dir(template: Template) -> str:
 
 def plan_campaign(template: Template, template_version: str, sheet: str, output_dir: str | None = None) -> CampaignPlan:
     """Read and check every row first; mark invalid rows, duplicates and outputs that already exist."""
+    from loom.pipeline import check_configured_backend
+
+    check_configured_backend()  # a campaign with a backend that is not installed fails once, not per row
     out_dir = output_dir or default_output_dir(template)
     rows = check_rows(template, template_version, read_rows(sheet))
     plan = CampaignPlan(template=template, template_version=template_version, output_dir=out_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from loom import __version__, storage
+from loom import __version__, plugins, storage
 from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
@@ -150,9 +150,10 @@ def prepare_template(template: Template) -> PreparedTemplate:
         track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
         prepared.tracks[seg.id] = uri
         prepared.qa.extend(track.warnings)
-        # the original removed once per template, so recipients only draw their value over it
-        plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
-        prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
+        if getattr(plugins.visual_effect(seg.segment_type), "replaces_content", False):
+            # the original removed once per template, so recipients only draw their value over it
+            plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
+            prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
     for seg in template.voice_segments:
         if not seg.lipsync:
             continue
@@ -217,13 +218,21 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
         warn_no_checkpoint()  # the engine would skip too; not importing it saves torch's import
         return None
     out_uri = storage.join(workdir, f"lipsync-{segment.id}.npz")
-    if get_settings().lipsync_backend == "synclabs":
-        from loom.lipsync.synclabs import synclabs_segment
+    name = get_settings().lipsync_backend
+    backend = plugins.lipsync_backend(name)
+    if hasattr(backend, "segment_patches"):  # a built-in's own way: patches straight from the window
+        return backend.segment_patches(prepared, segment, insert, out_uri)
+    from loom.lipsync.clips import clip_backend_segment
 
-        return synclabs_segment(prepared, segment, insert, out_uri)
-    from loom.lipsync.engine import lipsync_segment
+    return clip_backend_segment(backend, name, prepared, segment, insert, out_uri)
 
-    return lipsync_segment(prepared, segment, insert, out_uri)
+
+def check_configured_backend() -> None:
+    """Fail before any work, with one line naming the installed ones, when the configured lip-sync
+    backend is not installed."""
+    from loom.settings import get_settings
+
+    plugins.check_lipsync_backend(get_settings().lipsync_backend)
 
 
 def _wav2lip_unconfigured() -> bool:
@@ -238,10 +247,14 @@ def draw_visual(
 ) -> PatchSetRef:
     """The segment's patches, as a file in ``workdir``; ``in_memory``: handed over to a render in
     this process, drawn frame by frame as it encodes (``draw_segment``)."""
-    from loom.visual.draw import draw_segment
-
     out_uri = storage.join(workdir, f"visual-{segment.id}.npz")
-    return draw_segment(prepared, segment, values[segment.placeholder_key], out_uri, in_memory=in_memory)
+    value = values[segment.placeholder_key] if segment.placeholder_key else None
+    effect = plugins.visual_effect(segment.segment_type)
+    if hasattr(effect, "draw"):  # text, image: the value over the clean plate, laid as the encoder asks
+        return effect.draw(prepared, segment, value, out_uri, in_memory=in_memory)
+    from loom.visual.effects import draw_with_effect
+
+    return draw_with_effect(effect, prepared, segment, value, out_uri)
 
 
 def _output_stem(out_uri: str) -> str:
@@ -339,6 +352,7 @@ def personalize(template: Template | str, data: dict[str, object], out: str | No
     """One recipient, start to end, without Prefect: the same steps the recipient flow runs."""
     started = time.perf_counter()
     keep_freed_memory()
+    check_configured_backend()
     if isinstance(template, str):
         template = load_template(template)
     check_row(template, data)  # bad input fails before any expensive work

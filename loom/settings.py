@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
-
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,8 +20,10 @@ class LoomSettings(BaseSettings):
     wav2lip_checkpoint: str | None = Field(
         default=None, description="Wav2Lip checkpoint (local path or gs://). Lip-sync is skipped without it."
     )
-    lipsync_backend: Literal["wav2lip", "synclabs"] = Field(
-        default="wav2lip", description="wav2lip (local model) or synclabs (hosted API, SYNC_API_KEY)"
+    lipsync_backend: str = Field(
+        default="wav2lip",
+        description="A backend of the better_loom.lipsync entry points: wav2lip (local model), synclabs (hosted API, "
+        "SYNC_API_KEY) or an installed plugin's name (`loom plugins` lists them).",
     )
     wav2lip_device: str = Field(default="auto", description="cuda, cpu or auto.")
     wav2lip_batch_size: int = Field(default=32, ge=1, le=1024)

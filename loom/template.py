@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 import string
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -69,21 +69,27 @@ class VoiceSegment(BaseModel):
         return text_placeholders(self.template_text)
 
 
+# Visual segment types whose value replaces the box's content; any other type is a visual effect
+# plugin (``better_loom.visual``), looked up when the template is read.
+CONTENT_TYPES = ("text", "image")
+
+
 class VisualSegment(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
-    segment_type: Literal["text", "image"]
+    segment_type: str = Field(description="text, image, or the name of an installed visual effect")
     start_time: float = Field(ge=0)
     end_time: float = Field(gt=0)
     x: float = Field(ge=0, le=1)
     y: float = Field(ge=0, le=1)
     width: float = Field(gt=0, le=1)
     height: float = Field(gt=0, le=1)
-    placeholder_key: str = Field(min_length=1)
+    placeholder_key: str | None = Field(default=None, min_length=1, description="the row's value drawn here (text, image)")
     style: TextStyle | None = None
     image_fit: Literal["contain", "cover"] = "contain"
     track: bool = Field(default=True, description="Follow the box if it moves")
+    params: dict[str, Any] | None = Field(default=None, description="a visual effect's own settings")
 
     @field_validator("id")
     @classmethod
@@ -92,10 +98,26 @@ class VisualSegment(BaseModel):
 
     @field_validator("placeholder_key")
     @classmethod
-    def _key(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+    def _key(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
             raise ValueError(f"placeholder_key {v!r} must be a name like company_name")
         return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> VisualSegment:
+        """Text and image need a value to draw; an effect must be installed and take its params."""
+        where = f"visual_segments[{self.id}]"
+        if self.segment_type in CONTENT_TYPES:
+            if self.placeholder_key is None:
+                raise InputError(f"{where}.placeholder_key", f"a {self.segment_type} segment needs one", "name the column it shows, e.g. company_name")
+            return self
+        if not re.match(r"^[A-Za-z0-9_.-]+$", self.segment_type):
+            raise InputError(f"{where}.segment_type", f"{self.segment_type!r} is not a type name", "use text, image or a visual effect's name")
+        from loom.plugins import effect_params, visual_effect
+
+        effect = visual_effect(self.segment_type, f"{where}.segment_type")
+        self.params = effect_params(effect, self.params, f"{where}.params")
+        return self
 
     @model_validator(mode="after")
     def _inside(self) -> VisualSegment:
@@ -141,11 +163,11 @@ class Template(BaseModel):
         keys: list[str] = []
         for seg in self.voice_segments:
             keys += seg.placeholders()
-        keys += [s.placeholder_key for s in self.visual_segments]
+        keys += [s.placeholder_key for s in self.visual_segments if s.placeholder_key]
         return list(dict.fromkeys(keys))
 
     def image_keys(self) -> set[str]:
-        return {s.placeholder_key for s in self.visual_segments if s.segment_type == "image"}
+        return {s.placeholder_key for s in self.visual_segments if s.segment_type == "image" and s.placeholder_key}
 
     def video_hash(self) -> str:
         """Hash of everything a recipient's video depends on in the template itself.

@@ -10,11 +10,14 @@ from loom.settings import get_settings, reload_settings
 
 
 def test_wav2lip_block_sets_the_engine_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LOOM_WAV2LIP_CHECKPOINT", "LOOM_WAV2LIP_DEVICE", "LOOM_WAV2LIP_BATCH_SIZE", "LOOM_FACE_MODEL"):
+    for name in ("LOOM_WAV2LIP_CHECKPOINT", "LOOM_WAV2LIP_DEVICE", "LOOM_WAV2LIP_BATCH_SIZE", "LOOM_FACE_MODEL", "LOOM_LIPSYNC_BACKEND"):
         monkeypatch.setenv(name, "placeholder")  # recorded, so undo() restores the environment as it was
     try:
-        Wav2LipModel(checkpoint="gs://models/wav2lip_gan.pth", device="cuda", batch_size=64, face_model="/m/yunet.onnx").apply()
+        Wav2LipModel(
+            checkpoint="gs://models/wav2lip_gan.pth", device="cuda", batch_size=64, face_model="/m/yunet.onnx", backend="synclabs"
+        ).apply()
         settings = get_settings()
+        assert settings.lipsync_backend == "synclabs"  # the block picks the backend too
         assert settings.wav2lip_checkpoint == "gs://models/wav2lip_gan.pth"
         assert (settings.wav2lip_device, settings.wav2lip_batch_size, settings.face_model) == ("cuda", 64, "/m/yunet.onnx")
     finally:

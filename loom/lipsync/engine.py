@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -30,12 +29,13 @@ from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
 from loom.lipsync.audio import SAMPLE_RATE, load_speech, mel_start, mel_windows, melspectrogram
 from loom.lipsync.blend import blend_mouth
+from loom.lipsync.clips import FramePatch, Patcher, encode_clip, load_output_audio
 from loom.lipsync.checkpoint import load_wav2lip, short_digest
 from loom.lipsync.faces import FaceBox, FaceTrack, detect_faces, load_face_track
 from loom.lipsync.model import FACE_SIZE, Wav2Lip
 from loom.lipsync.notice import forget_warning, warn_no_checkpoint
 from loom.media.frames import prefetched, read_frames
-from loom.media.patches import Patch, PatchSet, apply_patches
+from loom.media.patches import Patch, PatchSet
 from loom.media.probe import probe_video
 from loom.prepared import PreparedTemplate
 from loom.settings import get_settings
@@ -123,13 +123,6 @@ def reset_engine() -> None:
 
 # Blending is OpenCV/numpy work that releases the GIL: a few threads keep up with a GPU.
 _blend_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="lipsync-blend")
-
-
-@dataclass
-class FramePatch:
-    index: int
-    frame: np.ndarray  # RGB, untouched
-    patch: Patch | None
 
 
 def crop_face(frame_rgb: np.ndarray, box: FaceBox) -> np.ndarray:
@@ -249,29 +242,6 @@ class LipSyncClipReport(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-# Codecs per output container (H.264 + AAC unless the container cannot hold them).
-_VIDEO_CODEC = {".webm": ("libvpx-vp9", {"crf": "24", "b": "0", "deadline": "good", "cpu-used": "4"})}
-_H264 = ("libx264", {"crf": "17", "preset": "medium"})
-_AUDIO_CODEC = {".webm": "libopus", ".ogg": "libopus", ".avi": "mp3"}
-OUTPUT_RATE = 48000
-
-
-def load_output_audio(uri: str, seconds: float) -> np.ndarray:
-    """The audio to mux, float32 ``(channels, samples)`` at 48 kHz (mono or stereo), cut or
-    padded with silence to ``seconds``. Kept apart from the model's 16 kHz copy so the output
-    keeps the recording's full bandwidth."""
-    with storage.local_path(uri) as path, av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        layout = "mono" if stream.codec_context.channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=OUTPUT_RATE)
-        parts = [f.to_ndarray() for frame in container.decode(stream) for f in resampler.resample(frame)]
-        parts += [f.to_ndarray() for f in resampler.resample(None)]
-    channels = 1 if layout == "mono" else 2
-    samples = np.concatenate(parts, axis=1) if parts else np.zeros((channels, 0), np.float32)
-    n = int(round(seconds * OUTPUT_RATE))
-    return np.ascontiguousarray(np.pad(samples, ((0, 0), (0, max(0, n - samples.shape[1]))))[:, :n], dtype=np.float32)
-
-
 def lipsync_clip(video_uri: str, audio_uri: str, out_uri: str, checkpoint: str | None = None) -> str:
     """``loom lipsync``: lip-sync one clip to an audio file; returns the output's location."""
     report = lipsync_clip_report(video_uri, audio_uri, out_uri, checkpoint)
@@ -311,7 +281,7 @@ def lipsync_clip_report(video_uri: str, audio_uri: str, out_uri: str, checkpoint
         Path(track_uri).unlink(missing_ok=True)
         warnings += track.warnings
         sound = load_output_audio(audio_uri, info.duration)
-        patched = _encode_clip(video_uri, staged, engine, track, mel, sound, settings.wav2lip_batch_size)
+        patched = encode_clip(video_uri, staged, _model_patcher(engine, track, mel, settings.wav2lip_batch_size), sound)
     return LipSyncClipReport(
         output_uri=out_uri,
         frames=info.frame_count,
@@ -323,63 +293,10 @@ def lipsync_clip_report(video_uri: str, audio_uri: str, out_uri: str, checkpoint
     )
 
 
-def _encode_clip(
-    video_uri: str, target: Path, engine: LipSyncModel, track: FaceTrack, mel: np.ndarray, sound: np.ndarray, batch: int
-) -> int:
-    """Decode every frame in order, composite its patch, encode it with the sound; frames patched."""
-    patched = 0
-    with storage.local_path(video_uri) as src_path, av.open(str(src_path)) as src, av.open(str(target), "w") as out:
-        vin = src.streams.video[0]
-        vin.thread_type = "AUTO"
-        rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
-        w, h = vin.codec_context.width, vin.codec_context.height
-        codec, options = _VIDEO_CODEC.get(target.suffix.lower(), _H264)
-        vout = out.add_stream(codec, rate=rate)
-        vout.width, vout.height = w, h
-        vout.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
-        vout.options = dict(options)
-        vout.codec_context.time_base = vin.time_base
-        aout = out.add_stream(_AUDIO_CODEC.get(target.suffix.lower(), "aac"), rate=OUTPUT_RATE)
-        aout.layout = "mono" if sound.shape[0] == 1 else "stereo"
-        start_pts = vin.start_time or 0
-        times: dict[int, float] = {}
+def _model_patcher(engine: LipSyncModel, track: FaceTrack, mel: np.ndarray, batch: int) -> Patcher:
+    """Frames in, the model's mouth patches out, each frame's mel window at its real timestamp."""
 
-        def decoded() -> Iterator[tuple[int, np.ndarray]]:
-            for i, frame in enumerate(src.decode(vin)):
-                times[i] = float((frame.pts - start_pts) * vin.time_base) if frame.pts is not None else i / float(rate)
-                yield i, frame.to_ndarray(format="rgb24")
+    def patcher(frames: Iterator[tuple[int, np.ndarray]], time_of: Callable[[int], float]) -> Iterator[FramePatch]:
+        return lipsync_frames(engine, frames, track.box, mel, lambda i: mel_start(time_of(i)), batch)
 
-        mel_index = lambda i: mel_start(times.get(i, i / float(rate)))  # noqa: E731 - real timestamps (VFR safe)
-        for item in lipsync_frames(engine, decoded(), track.box, mel, mel_index, batch):
-            frame = item.frame
-            if item.patch is not None:
-                frame = apply_patches(frame.copy(), [item.patch])
-                patched += 1
-            out_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            out_frame.pts = int(round(times[item.index] / vin.time_base))  # the source's own timing
-            out_frame.time_base = vin.time_base
-            for packet in vout.encode(out_frame):
-                out.mux(packet)
-        for packet in vout.encode():
-            out.mux(packet)
-        _encode_sound(out, aout, sound)
-    return patched
-
-
-def _encode_sound(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, sound: np.ndarray) -> None:
-    layout = stream.layout.name
-    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=OUTPUT_RATE)
-    chunk = 4096
-    for pos in range(0, sound.shape[1], chunk):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, pos : pos + chunk]), format="fltp", layout=layout)
-        frame.sample_rate = OUTPUT_RATE
-        frame.pts = pos
-        frame.time_base = Fraction(1, OUTPUT_RATE)
-        for f in resampler.resample(frame):
-            for packet in stream.encode(f):
-                out.mux(packet)
-    for f in resampler.resample(None):
-        for packet in stream.encode(f):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+    return patcher

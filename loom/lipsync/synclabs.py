@@ -14,10 +14,8 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import httpx
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from loom import storage
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError, RecipientFailed, ServiceError
-from loom.lipsync.blend import blend_mouth
+from loom.lipsync.clips import ClipMismatch, cut_window, lower_face_patches, returned_frames
 from loom.lipsync.faces import load_face_track
 from loom.media.frames import read_frames
 from loom.media.patches import PatchSet
@@ -154,25 +152,6 @@ def reachable_url(uri: str, expires_seconds: int = 3600) -> str:
     )
 
 
-def cut_window(video_uri: str, first: int, stop: int, fps: Fraction, target: Path) -> Path:
-    """Frames [first, stop) re-encoded as a small, near-lossless H.264 MP4 (the part sent away)."""
-    with av.open(str(target), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.options = {"crf": "12", "preset": "veryfast"}
-        for n, (_, rgb) in enumerate(read_frames(video_uri, first, stop)):
-            if n == 0:
-                stream.width, stream.height = rgb.shape[1], rgb.shape[0]
-                stream.pix_fmt = "yuv420p" if rgb.shape[1] % 2 == 0 and rgb.shape[0] % 2 == 0 else "yuv444p"
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = n
-            frame.time_base = 1 / fps
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return target
-
-
 def synclabs_segment(
     prepared: PreparedTemplate,
     segment: VoiceSegment,
@@ -198,22 +177,15 @@ def synclabs_segment(
         storage.write_bytes(video_uri, window.read_bytes())
         result = client.lipsync(publish(video_uri), publish(insert.uri), Path(tmp) / "result.mp4", f"{segment.id}")
         try:
-            with av.open(str(result)) as container:
-                originals = read_frames(prepared.working_video_uri, first, stop)
-                for (index, original), frame in zip(originals, container.decode(video=0)):
-                    box = track.box(index) if track is not None else None
-                    if box is None:
-                        continue
-                    rgb = frame.to_ndarray(format="rgb24")
-                    if rgb.shape != original.shape:
-                        raise ServiceError(
-                            f"Sync Labs returned {rgb.shape[1]}x{rgb.shape[0]} frames for a "
-                            f"{original.shape[1]}x{original.shape[0]} window"
-                        )
-                    # Only the lower face is taken back, through the same feathered mask as Wav2Lip's.
-                    patch = blend_mouth(original, box, rgb[box.y1 : box.y2, box.x1 : box.x2], colour_match=False, sharpen_amount=0.0)
-                    if patch is not None:
-                        patches.add(index, patch)
+            shape = (prepared.video.height, prepared.video.width, 3)
+            synced = returned_frames(result, stop - first, shape)
+            originals = read_frames(prepared.working_video_uri, first, stop)
+            box = track.box if track is not None else (lambda i: None)
+            for item in lower_face_patches(originals, synced, box):
+                if item.patch is not None:
+                    patches.add(item.index, item.patch)
+        except ClipMismatch as exc:
+            raise ServiceError(f"Sync Labs {exc}") from None
         finally:
             storage.remove(work)
     patches.save(out_uri)
