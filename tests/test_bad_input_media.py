@@ -88,7 +88,6 @@ def test_no_face_in_a_lipsync_window_leaves_the_frames_alone(
 ) -> None:
     from loom.lipsync import engine
     from loom.lipsync.checkpoint import write_random_checkpoint
-    from loom.lipsync.notice import forget_warning
 
     clip = make_clip(tmp_path / "noface.mp4", seconds=1.6, size=(160, 120))
     prepared = pipeline.prepare_template(parse_template(_template(clip)))

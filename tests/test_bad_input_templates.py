@@ -15,6 +15,7 @@ from loom import pipeline
 from loom.errors import InputError
 from loom.template import check_safe_id, parse_template, template_uri
 from tests.media_fixtures import make_clip
+from tests.template_edits import edited
 
 BASE = {
     "id": "tpl-bad",
@@ -30,21 +31,12 @@ BASE = {
 }
 
 
-def _with(path: tuple, value: object) -> dict:
-    data = copy.deepcopy(BASE)
-    target = data
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return data
-
-
 @pytest.mark.parametrize(
     "bad", ["../../x", "../x", "/etc/passwd", "a/b", "..", ".hidden", "x\x00y", "a" * 200, "a..b", "a b", "", "/abs"]
 )
 def test_path_like_template_ids_are_refused(bad: str) -> None:
     with pytest.raises(InputError) as err:
-        parse_template(_with(("id",), bad))
+        parse_template(edited(BASE, ("id",), bad))
     assert err.value.field == "id"
     with pytest.raises(InputError) as err:
         template_uri(bad)
@@ -53,14 +45,14 @@ def test_path_like_template_ids_are_refused(bad: str) -> None:
 
 def test_safe_ids_pass() -> None:
     assert check_safe_id("abc-1.2_x") == "abc-1.2_x"
-    assert parse_template(_with(("id",), "Acme.demo_2-b")).id == "Acme.demo_2-b"
+    assert parse_template(edited(BASE, ("id",), "Acme.demo_2-b")).id == "Acme.demo_2-b"
 
 
 @pytest.mark.parametrize("where", [("voice_segments", 0, "id"), ("visual_segments", 0, "id")])
 def test_path_like_segment_ids_are_refused(where: tuple) -> None:
     """Segment ids name files under the prepared template: they must not climb out of it."""
     with pytest.raises(InputError) as err:
-        parse_template(_with(where, "../../escape"))
+        parse_template(edited(BASE, where, "../../escape"))
     assert err.value.field.endswith(".id")
 
 
@@ -73,7 +65,7 @@ def test_cli_with_a_climbing_template_id_is_one_line_exit_2(loom_home: Path) -> 
 
 def test_segment_times_outside_the_video_are_named_before_any_work(tmp_path: Path, loom_home: Path) -> None:
     make_clip(tmp_path / "base.mp4", seconds=2.0, size=(160, 120))
-    data = _with(("voice_segments", 1, "end_time"), 3.5)
+    data = edited(BASE, ("voice_segments", 1, "end_time"), 3.5)
     data["base_video_path"] = str(tmp_path / "base.mp4")
     with pytest.raises(InputError) as err:
         pipeline.prepare_template(parse_template(data))
@@ -84,7 +76,7 @@ def test_segment_times_outside_the_video_are_named_before_any_work(tmp_path: Pat
 
 def test_overlapping_voice_segments_are_named() -> None:
     with pytest.raises(InputError) as err:
-        parse_template(_with(("voice_segments", 1, "start_time"), 0.8))
+        parse_template(edited(BASE, ("voice_segments", 1, "start_time"), 0.8))
     assert "'hi'" in err.value.problem and "'bye'" in err.value.problem and "overlap" in err.value.problem
 
 
@@ -98,7 +90,7 @@ def test_overlapping_voice_segments_are_named() -> None:
 )
 def test_other_impossible_templates_are_named(path: tuple, value: object, field: str) -> None:
     with pytest.raises(InputError) as err:
-        data = parse_template(_with(path, value))
+        data = parse_template(edited(BASE, path, value))
         data.placeholders()
         from loom.recipients import check_row
 
@@ -109,7 +101,7 @@ def test_other_impossible_templates_are_named(path: tuple, value: object, field:
 def test_format_string_tricks_are_refused_in_the_template() -> None:
     """``{client_name.__class__}`` is refused up front: placeholders are plain names, never evaluated."""
     with pytest.raises(InputError, match="not a placeholder name"):
-        parse_template(_with(("voice_segments", 0, "template_text"), "Hi {client_name.__class__}!"))
+        parse_template(edited(BASE, ("voice_segments", 0, "template_text"), "Hi {client_name.__class__}!"))
 
 
 def _files(root: Path) -> set[Path]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
 from loom.errors import InputError
 from loom.template import load_template, parse_template, render_text
+from tests.template_edits import edited
 
 SEED = {
     "id": "acme-demo",
@@ -35,15 +35,6 @@ def test_seed_format_reads_unchanged() -> None:
     assert t.image_keys() == {"logo"}
 
 
-def _broken(path: list, value: object) -> dict:
-    data = copy.deepcopy(SEED)
-    target = data
-    for p in path[:-1]:
-        target = target[p]
-    target[path[-1]] = value
-    return data
-
-
 @pytest.mark.parametrize(
     ("path", "value", "expect"),
     [
@@ -57,7 +48,7 @@ def _broken(path: list, value: object) -> dict:
 )
 def test_each_problem_gets_one_line(path: list, value: object, expect: str) -> None:
     with pytest.raises(InputError) as info:
-        parse_template(_broken(path, value))
+        parse_template(edited(SEED, path, value))
     line = info.value.line()
     assert expect in line and "\n" not in line
 

@@ -3,7 +3,6 @@ an edit that changes nothing a video depends on does not."""
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from loom.pipeline import prepare_template, template_version
 from loom.template import Template, load_template, parse_template
 from tests.media_fixtures import make_clip
 from tests.prefect_fixtures import write_sheet
+from tests.template_edits import edited
 
 TEMPLATE = {
     "id": "versions",
@@ -29,15 +29,6 @@ TEMPLATE = {
          "width": 0.5, "height": 0.25, "placeholder_key": "company_name", "track": False},
     ],
 }
-
-
-def _edited(path: tuple, value: object) -> dict:
-    data = copy.deepcopy(TEMPLATE)
-    target = data
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return data
 
 
 def _template(folder: Path, data: dict) -> Template:
@@ -68,19 +59,19 @@ def folder(tmp_path: Path) -> Path:
 )
 def test_every_edit_a_video_depends_on_makes_a_new_version(folder: Path, loom_home: Path, path: tuple, value: object) -> None:
     before = template_version(_template(folder, TEMPLATE))
-    assert template_version(_template(folder, _edited(path, value))) != before
+    assert template_version(_template(folder, edited(TEMPLATE, path, value))) != before
 
 
 def test_edits_no_video_depends_on_keep_the_version(folder: Path, loom_home: Path) -> None:
     before = template_version(_template(folder, TEMPLATE))
-    assert template_version(_template(folder, _edited(("name",), "Renamed"))) == before
+    assert template_version(_template(folder, edited(TEMPLATE, ("name",), "Renamed"))) == before
     # key order, spelled-out defaults and a moved copy of the same recording change nothing
     reordered = json.loads(json.dumps(TEMPLATE, sort_keys=True))
     reordered["visual_segments"][0]["image_fit"] = "contain"
     assert template_version(_template(folder, reordered)) == before
     (folder / "moved").mkdir()
     shutil.copy(folder / "base.mp4", folder / "moved" / "take.mp4")
-    assert template_version(_template(folder, _edited(("base_video_path",), "moved/take.mp4"))) == before
+    assert template_version(_template(folder, edited(TEMPLATE, ("base_video_path",), "moved/take.mp4"))) == before
 
 
 def test_the_base_videos_bytes_are_part_of_the_version(folder: Path, loom_home: Path) -> None:
@@ -106,11 +97,11 @@ def test_a_rerun_after_an_edit_remakes_its_rows_and_after_a_rename_makes_nothing
     first = _run(_template(folder, TEMPLATE), sheet, out)
     assert (first["Ada"], first["Bo"]) == ("done", "done")
 
-    renamed = _run(_template(folder, _edited(("name",), "Versions, renamed")), sheet, out)
+    renamed = _run(_template(folder, edited(TEMPLATE, ("name",), "Versions, renamed")), sheet, out)
     assert (renamed["Ada"], renamed["Bo"]) == ("skipped", "skipped")
     assert renamed["Ada:uri"] == first["Ada:uri"]
 
-    moved = _edited(("visual_segments", 0, "x"), 0.3)
+    moved = edited(TEMPLATE, ("visual_segments", 0, "x"), 0.3)
     remade = _run(_template(folder, moved), sheet, out)
     assert (remade["Ada"], remade["Bo"]) == ("done", "done")  # nothing reused from the old box
     assert remade["Ada:uri"] != first["Ada:uri"] and Path(remade["Ada:uri"]).is_file()
@@ -123,6 +114,6 @@ def test_a_rerun_after_an_edit_remakes_its_rows_and_after_a_rename_makes_nothing
 
 def test_a_rename_reuses_the_prepared_template_under_its_new_name(folder: Path, loom_home: Path) -> None:
     prepared = prepare_template(_template(folder, TEMPLATE))
-    renamed = prepare_template(_template(folder, _edited(("name",), "New name")))
+    renamed = prepare_template(_template(folder, edited(TEMPLATE, ("name",), "New name")))
     assert renamed.version == prepared.version and renamed.root == prepared.root
     assert renamed.template.name == "New name"
