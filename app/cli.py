@@ -195,11 +195,8 @@ def campaign(
 
 
 def _campaign_with_prefect(template: str, sheet: str, out: str | None, concurrency: int) -> str:
-    try:
-        from flows.campaign import campaign as campaign_flow
-    except ImportError:
-        _err("the Prefect campaign flow is not available yet (issue 7); run with --no-prefect")
-        raise typer.Exit(2) from None
+    from flows.campaign import campaign as campaign_flow
+
     result = campaign_flow(template=template, sheet=sheet, output_dir=out, concurrency=concurrency)
     return str(getattr(result, "manifest_uri", result))
 
@@ -252,12 +249,9 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind")] = "127.0.0.1",
 ) -> None:
     """Run the jobs API (POST /jobs, GET /jobs/{id}); talks to PREFECT_API_URL."""
-    try:
-        from app.api import create_app
-    except ImportError:
-        _err("the jobs API is not available yet (issue 8)")
-        raise typer.Exit(2) from None
     import uvicorn
+
+    from app.api import create_app
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
@@ -266,11 +260,8 @@ def serve(
 @user_errors
 def up(port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200) -> None:
     """Start the local stack: Prefect server, pools, deployments, workers. Ctrl-C stops it."""
-    try:
-        from app.stack import run_stack
-    except ImportError:
-        _err("the local stack is not available yet (issue 7)")
-        raise typer.Exit(2) from None
+    from app.stack import run_stack
+
     run_stack(port=port)
 
 

@@ -72,13 +72,13 @@ def main() -> None:
             "ELEVENLABS_MAX_ATTEMPTS": "2",
         }
     )
-    from tests.fake_elevenlabs import FakeElevenLabs
+    from testkit.fake_elevenlabs import FakeElevenLabs
 
     with FakeElevenLabs(api_key="bench-key", voices=("presenter-voice",)) as fake:
         os.environ["ELEVENLABS_BASE_URL"] = fake.base_url
         from prefect.testing.utilities import prefect_test_harness
 
-        from tests.prefect_fixtures import speech_requests, write_sheet, write_template
+        from testkit.campaign_inputs import speech_requests, write_sheet, write_template
 
         template = str(write_template(work / "template", size=(width, height)))
         with prefect_test_harness(server_startup_timeout=120):

@@ -20,6 +20,9 @@ import os
 import threading
 from pathlib import Path
 
+from loom.settings import get_settings
+from loom.uris import is_remote
+
 log = logging.getLogger("loom.cache")
 
 _SIDECAR = ".json"
@@ -27,8 +30,6 @@ _SIDECAR = ".json"
 
 def cache_dir() -> Path | None:
     """The cache folder, or None when the caches are switched off (``LOOM_CACHE_MB=0``)."""
-    from loom.settings import get_settings
-
     settings = get_settings()
     if settings.cache_mb <= 0:
         return None
@@ -46,10 +47,8 @@ def entry_path(kind: str, identity: str, name: str) -> Path | None:
 def file_identity(uri: str, path: Path) -> str:
     """What names a prepared file's bytes: its URI, size and, for a local file, modification time
     (prepared files are replaced, never rewritten in place). ``path`` is where it lies locally."""
-    from loom import storage
-
     stat = path.stat()
-    return f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not storage.is_remote(uri) else ''}"
+    return f"{uri}\n{stat.st_size}\n{stat.st_mtime_ns if not is_remote(uri) else ''}"
 
 
 def read_json(kind: str, identity: str, name: str) -> object | None:
@@ -89,8 +88,6 @@ def mark_used(path: Path) -> None:
 def evict(keep: Path) -> None:
     """Remove the least recently used entries while the caches are over ``LOOM_CACHE_MB``
     (``keep``, the entry just written, stays). An entry's ``.json`` sidecar goes with it."""
-    from loom.settings import get_settings
-
     root = cache_dir()
     if root is None:
         return

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loom.uris import is_remote
+
 
 class LoomSettings(BaseSettings):
     """Engine settings; every field can be set as ``LOOM_<NAME>``."""
@@ -48,9 +50,7 @@ class LoomSettings(BaseSettings):
     def local_cache_dir(self) -> str:
         if self.cache_dir:
             return self.cache_dir
-        from loom import storage
-
-        if not storage.is_remote(self.home):
+        if not is_remote(self.home):
             return str(Path(self.home.removeprefix("file://")).resolve() / "cache")
         return str(Path.home() / ".cache" / "better-loom")
 

@@ -16,22 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from loom import local_cache
 from loom.errors import InputError
+from loom.settings import get_settings
+from loom.uris import READ_ONLY_SCHEMES, REMOTE_SCHEMES, is_remote, join  # noqa: F401  (the door's own names)
+from loom.uris import strip_file_scheme as _strip_file_scheme
 
 # gcsfs >= 2026.3 stalls ~60 s per bucket call on its experimental gRPC path against emulators.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-
-REMOTE_SCHEMES = ("gs://", "gcs://", "http://", "https://")
-READ_ONLY_SCHEMES = ("http://", "https://")
-
-
-def is_remote(uri: str) -> bool:
-    return uri.startswith(REMOTE_SCHEMES)
-
-
-def _strip_file_scheme(uri: str) -> str:
-    return uri[len("file://") :] if uri.startswith("file://") else uri
-
 
 def _filesystem(uri: str) -> tuple[Any, str]:
     """fsspec's filesystem for a remote URI. Local paths never come here: they use ``os`` directly,
@@ -53,13 +45,6 @@ def _filesystem(uri: str) -> tuple[Any, str]:
 
 def _local(uri: str) -> str:
     return os.path.abspath(_strip_file_scheme(str(uri)))
-
-
-def join(base: str, *parts: str) -> str:
-    """Join path parts onto a local path or a URI."""
-    base = str(base).rstrip("/")
-    tail = "/".join(p.strip("/") for p in parts if p)
-    return f"{base}/{tail}" if tail else base
 
 
 def exists(uri: str) -> bool:
@@ -184,8 +169,6 @@ def kept_local_path(uri: str, suffix: str | None = None) -> Iterator[Path]:
     working video and audio): a remote file is fetched once per machine into the local cache
     (``loom.local_cache``) and reused while its size and generation stay the same, so a recipient's
     I/O follows its edits, not the recording's length."""
-    from loom import local_cache
-
     uri = _strip_file_scheme(str(uri))
     if not is_remote(uri):
         yield Path(uri)
@@ -239,6 +222,4 @@ def staged_output(uri: str, suffix: str | None = None) -> Iterator[Path]:
 
 
 def home() -> str:
-    from loom.settings import get_settings
-
     return get_settings().home

@@ -6,67 +6,14 @@ Imported by ``tests/test_flows_*.py`` and ``tests/test_e2e_*.py`` (kept out of c
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fake_elevenlabs import FakeElevenLabs
-from tests.media_fixtures import make_clip
-
-VOICE_ID = "presenter-voice"
-API_KEY = "test-key"
-
-
-def write_template(folder: Path, seconds: float = 3.0, size: tuple[int, int] = (160, 120)) -> Path:
-    """A 3 s recording with one spoken line (lip-synced) and one on-screen company name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    make_clip(folder / "base.mp4", seconds=seconds, size=size, fps=25)
-    template = {
-        "id": "flowdemo",
-        "name": "flow demo",
-        "base_video_path": "base.mp4",
-        "voice_id": VOICE_ID,
-        "voice_segments": [
-            {"id": "greeting", "start_time": 0.4, "end_time": 2.4, "template_text": "Hi {client_name}!"},
-        ],
-        "visual_segments": [
-            {
-                "id": "logo",
-                "segment_type": "text",
-                "start_time": 1.0,
-                "end_time": 2.6,
-                "x": 0.1,
-                "y": 0.1,
-                "width": 0.5,
-                "height": 0.2,
-                "placeholder_key": "company_name",
-            }
-        ],
-    }
-    path = folder / "template.json"
-    path.write_text(json.dumps(template))
-    return path
-
-
-def write_sheet(path: Path, rows: list[dict[str, str]], columns: list[str] | None = None) -> Path:
-    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
-    return path
-
-
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
+from testkit.campaign_inputs import API_KEY, VOICE_ID, read_manifest, speech_requests, write_sheet, write_template  # noqa: F401
+from testkit.fake_elevenlabs import FakeElevenLabs
 
 # One fake ElevenLabs and one stack per test session, however many test modules import these
 # fixtures (each importing module would otherwise get its own session-scoped copy).
@@ -80,10 +27,6 @@ def fake_elevenlabs(request: pytest.FixtureRequest) -> FakeElevenLabs:
         request.config.add_cleanup(fake.__exit__)
         _SHARED["fake"] = fake
     return _SHARED["fake"]  # type: ignore[return-value]
-
-
-def speech_requests(fake: FakeElevenLabs) -> int:
-    return len(fake.requests_to("/text-to-speech/"))
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ from pydantic import SecretStr
 from app.api import create_app
 from app.webhooks import verify
 from loom.settings import LoomSettings
-from tests.media_fixtures import make_clip
-from tests.webhook_receiver import webhook_receiver
+from testkit.media import make_clip
+from testkit.webhook_receiver import webhook_receiver
 
 pytestmark = pytest.mark.e2e
 

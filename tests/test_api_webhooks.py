@@ -11,7 +11,7 @@ import pytest
 from app import webhooks
 from app.webhooks import blocked_reason, check_destination, deliver, sign, verify
 from loom.errors import InputError
-from tests.webhook_receiver import webhook_receiver
+from testkit.webhook_receiver import webhook_receiver
 
 SECRET = "whsec-test-abcdef"
 

@@ -20,7 +20,7 @@ from loom.media.probe import probe_video
 from loom.settings import reload_settings
 from loom.template import parse_template
 from loom.visual.logo import load_logo
-from tests.media_fixtures import make_clip
+from testkit.media import make_clip
 
 
 def _template(video: Path, **extra: object) -> dict:

@@ -14,7 +14,7 @@ from app.cli import app as cli
 from loom import pipeline
 from loom.errors import InputError
 from loom.template import check_safe_id, parse_template, template_uri
-from tests.media_fixtures import make_clip
+from testkit.media import make_clip
 from tests.template_edits import edited
 
 BASE = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.media_fixtures import decode_rgb, make_clip, psnr
+from testkit.media import decode_rgb, make_clip, psnr
 
 LOOM = [sys.executable, "-m", "app.cli"]
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import numpy as np
 
 from loom.demo import run_demo
 from loom.media.probe import probe_video
-from tests.media_fixtures import decode_audio, decode_rgb, psnr
+from testkit.media import decode_audio, decode_rgb, psnr
 
 
 def test_demo_videos_differ_from_base_only_inside_segments(tmp_path: Path, loom_home: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from loom.errors import InputError
-from tests.media_fixtures import decode_audio, decode_rgb
+from testkit.media import decode_audio, decode_rgb
 from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
     api,
     artifacts_of,

@@ -11,7 +11,7 @@ from loom.lipsync.faces import load_face_track
 from loom.lipsync.synclabs import SyncLabsClient, SyncLabsSettings, reachable_url, synclabs_segment
 from loom.media.frames import read_frames
 from loom.media.patches import PatchSet, apply_patches
-from tests.fake_synclabs import running_fake_synclabs
+from testkit.fake_synclabs import running_fake_synclabs
 from tests.test_lipsync_fixtures import make_insert, make_prepared
 
 START, END = 0.6, 1.0  # frames 15-24: five with a face, five blank

@@ -25,7 +25,7 @@ from loom.media.prepare import prepare_media
 from loom.media.render import RenderReport, patch_frame, render_recipient
 from loom.prepared import PreparedTemplate
 from loom.template import Template
-from tests.media_fixtures import make_clip, psnr
+from testkit.media import make_clip, psnr
 
 # (Kr, Kb) per matrix; FFmpeg's AVColorSpace 1 is BT.709, 5/6 (and unspecified) BT.601.
 KRKB = {709: (0.2126, 0.0722), 601: (0.299, 0.114)}

@@ -12,7 +12,7 @@ from loom.media import encode, frames, render
 from loom.local_cache import cache_dir
 from loom.media.frame_cache import span_frames
 from loom.media.render import render_recipient
-from tests.media_fixtures import make_clip
+from testkit.media import make_clip
 from tests.test_media_render import SPAN, box_patches, prepared_for, video_packets
 
 

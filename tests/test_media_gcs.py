@@ -14,7 +14,7 @@ from loom.media.render import render_recipient
 from loom.prepared import PreparedTemplate
 from loom.template import Template
 from tests.gcs_fixtures import gcs_bucket  # noqa: F401
-from tests.media_fixtures import decode_rgb, make_clip
+from testkit.media import decode_rgb, make_clip
 
 
 def test_prepare_and_render_on_gcs(gcs_bucket: str, tmp_path: Path) -> None:  # noqa: F811

@@ -12,7 +12,7 @@ from scipy.io import wavfile
 
 from loom.media.prepare import prepare_media
 from loom.media.probe import probe_video
-from tests.media_fixtures import decode_rgb, make_clip, psnr
+from testkit.media import decode_rgb, make_clip, psnr
 
 
 def luma_frames(path: str | Path) -> list[np.ndarray]:

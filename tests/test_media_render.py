@@ -18,7 +18,7 @@ from loom.media.prepare import prepare_media
 from loom.media.render import RenderReport, render_recipient
 from loom.prepared import PreparedTemplate
 from loom.template import Template
-from tests.media_fixtures import decode_audio, decode_rgb, make_clip, psnr
+from testkit.media import decode_audio, decode_rgb, make_clip, psnr
 
 BOX = (40, 60, 80, 50)  # x, y, w, h of the edited box
 SPAN = (1.2, 1.8)  # seconds: the edited span

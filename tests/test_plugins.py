@@ -21,7 +21,7 @@ from loom.media.patches import PatchSet
 from loom.media.probe import probe_video
 from loom.settings import reload_settings
 from loom.template import parse_template
-from tests.media_fixtures import decode_rgb, make_clip
+from testkit.media import decode_rgb, make_clip
 from tests.test_lipsync_fixtures import FPS, make_insert, make_prepared, speech_like, write_face_clip, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pytest
 from loom.campaign import plan_campaign, run_campaign_locally
 from loom.pipeline import prepare_template, template_version
 from loom.template import Template, load_template, parse_template
-from tests.media_fixtures import make_clip
-from tests.prefect_fixtures import write_sheet
+from testkit.media import make_clip
+from testkit.campaign_inputs import write_sheet
 from tests.template_edits import edited
 
 TEMPLATE = {

@@ -142,7 +142,7 @@ def test_personalize_previews_from_the_renders_frames_without_decoding_the_outpu
 
     import loom.visual.preview as preview
     from loom import pipeline
-    from tests.prefect_fixtures import write_template
+    from testkit.campaign_inputs import write_template
 
     template = write_template(tmp_path / "tpl", size=(320, 240))
     row = {"client_name": "Ada", "company_name": "Acme Robotics"}

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from tests.fake_elevenlabs import CHAR_S, EDGE_SILENCE_S, FakeElevenLabs
+from testkit.fake_elevenlabs import CHAR_S, EDGE_SILENCE_S, FakeElevenLabs
 
 from loom.errors import InputError, ServiceError
 from loom.settings import get_settings, reload_settings
