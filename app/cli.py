@@ -183,14 +183,12 @@ def campaign(
     with Progress(console=_stderr_console(), transient=True) as progress:
         bar = progress.add_task("recipients", total=len(plan.to_make))
         run_campaign_locally(plan, concurrency, on_progress=lambda e: progress.advance(bar))
-    counts: dict[str, int] = {}
     for entry in plan.entries:
-        counts[entry.status] = counts.get(entry.status, 0) + 1
         if entry.status == "failed":
             _err(f"row {entry.row.number}: failed: {entry.error}")
         elif entry.status in ("done", "skipped"):
             typer.echo(entry.output_uri)
-    typer.echo(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    typer.echo(plan.summary())
     typer.echo(plan.manifest_uri)
 
 

@@ -1,7 +1,6 @@
-"""A campaign without an orchestrator: plan the rows, make what is missing, write the manifest.
-
-The Prefect campaign flow uses the same planning and manifest functions; only the fan-out
-differs (Prefect tasks/subflows there, a thread pool here).
+"""A campaign as one plan: read and check the rows, say what each needs, keep the manifest, count
+and report progress. The CLI runs the plan here (``run_campaign_locally``, a thread pool); the
+Prefect ``campaign`` flow fans the same plan's rows out as tasks. Only the fan-out differs.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ class CampaignPlan:
     template_version: str
     output_dir: str
     entries: list[CampaignEntry] = field(default_factory=list)
+    manifest_name: str = "manifest.csv"  # a batch of a scaled-out campaign keeps its own
 
     @property
     def to_make(self) -> list[CampaignEntry]:
@@ -59,7 +59,35 @@ class CampaignPlan:
 
     @property
     def manifest_uri(self) -> str:
-        return storage.join(self.output_dir, "manifest.csv")
+        return storage.join(self.output_dir, self.manifest_name)
+
+    def only_rows(self, numbers: list[int]) -> CampaignPlan:
+        """The plan cut to some sheet rows (a batch of a scaled-out campaign), with its own manifest."""
+        wanted = set(numbers)
+        entries = [e for e in self.entries if e.row.number in wanted]
+        name = f"manifest-rows-{min(numbers)}-{max(numbers)}.csv"
+        return CampaignPlan(self.template, self.template_version, self.output_dir, entries, manifest_name=name)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per status."""
+        counts: dict[str, int] = {}
+        for entry in self.entries:
+            counts[entry.status] = counts.get(entry.status, 0) + 1
+        return counts
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
+
+    def progress(self) -> float:
+        """Percent of the rows to make that are settled (invalid and duplicate rows are not work)."""
+        todo = [e for e in self.entries if e.status not in ("invalid", "duplicate")]
+        return 100.0 if not todo else 100.0 * sum(e.status != "pending" for e in todo) / len(todo)
+
+    def settle(self, number: int, status: str, error: str = "", seconds: float = 0.0) -> CampaignEntry:
+        """Record what happened to row ``number``."""
+        entry = next(e for e in self.entries if e.row.number == number)
+        entry.status, entry.error, entry.seconds = status, error, seconds
+        return entry
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -117,6 +145,27 @@ def manifest_csv(entries: list[CampaignEntry]) -> str:
 
 def write_manifest(plan: CampaignPlan) -> str:
     return storage.write_text(plan.manifest_uri, manifest_csv(plan.entries))
+
+
+def read_manifest_statuses(uri: str) -> dict[int, tuple[str, str]]:
+    """``{row: (status, error)}`` of a manifest written by ``write_manifest`` (empty if none)."""
+    if not storage.exists(uri):
+        return {}
+    return {int(r["row"]): (r["status"], r["error"]) for r in csv.DictReader(io.StringIO(storage.read_text(uri)))}
+
+
+class Throttle:
+    """True at most once every ``seconds`` (for progress reports that each cost a server call)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._next = time.monotonic() + seconds
+
+    def due(self) -> bool:
+        if time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self.seconds
+        return True
 
 
 def failure_line(exc: BaseException) -> str:

@@ -15,7 +15,9 @@ import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +31,8 @@ from loom.recipients import check_row, recipient_key, render_line
 from loom.template import Template, VisualSegment, VoiceSegment, load_template
 
 log = logging.getLogger("loom")
+
+T_co = TypeVar("T_co", covariant=True)
 
 # Bump when prepare's outputs change meaning, so old prepared templates are not reused.
 PREPARE_CODE_VERSION = "4"
@@ -186,14 +190,32 @@ def output_uri(template: Template, key: str, out: str | None) -> str:
     return out
 
 
-def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str], workdir: str) -> AudioInsert:
+def line_key(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
+    """What decides a fitted line: the prepared template, the window, the written text and the speech
+    (the speech cache key: provider, voice, model, settings and spoken text)."""
+    from loom.voice.speech import speech_cache_key
+
+    text, spoken = render_line(segment.template_text, values)
+    speech = speech_cache_key(spoken, prepared.template.voice_id)
+    payload = json.dumps([prepared.version, segment.model_dump(mode="json"), text, speech], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def line_dir(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
+    """Where a fitted line is kept: under the prepared template, named by ``line_key``, so recipients
+    whose line reads the same share it and a cached result keeps pointing at a file that exists."""
+    return storage.join(prepared.root, "voice", segment.id, line_key(prepared, segment, values)[:24])
+
+
+def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
     """Speak the line with the recipient's values and fit it into the segment's window."""
     from loom.voice.fit import fit_line_to_window
     from loom.voice.speech import synthesize_line
 
     text, spoken = render_line(segment.template_text, values)
     clip = synthesize_line(spoken, prepared.template.voice_id)
-    insert = fit_line_to_window(clip, segment, prepared, storage.join(workdir, f"voice-{segment.id}.wav"))
+    out = storage.join(line_dir(prepared, segment, values), f"voice-{segment.id}.wav")
+    insert = fit_line_to_window(clip, segment, prepared, out)
     return insert.model_copy(update={"text": text, "spoken_text": spoken})
 
 
@@ -202,10 +224,15 @@ def lipsync_wanted(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
     return segment.lipsync and segment.id in prepared.faces
 
 
+def lipsync_backend_ready() -> bool:
+    """Whether a lip-sync backend can run in this process: a Wav2Lip checkpoint is configured, or
+    another backend (Sync Labs, a plugin) is selected."""
+    return not _wav2lip_unconfigured()
+
+
 def lipsync_will_run(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
-    """Whether ``lipsync_line`` would make patches for this window: wanted, and a backend
-    configured here (a Wav2Lip checkpoint, or Sync Labs)."""
-    return lipsync_wanted(prepared, segment) and not _wav2lip_unconfigured()
+    """Whether ``lipsync_line`` would make patches for this window: wanted, and a backend ready here."""
+    return lipsync_wanted(prepared, segment) and lipsync_backend_ready()
 
 
 def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
@@ -348,45 +375,145 @@ def resolve_recipient(template: Template, prepared: PreparedTemplate, data: dict
     return values, recipient_key(prepared.version, values)
 
 
-def personalize(template: Template | str, data: dict[str, object], out: str | None = None) -> RecipientResult:
-    """One recipient, start to end, without Prefect: the same steps the recipient flow runs."""
+# ---------------------------------------------------------------- one recipient, planned and run
+
+
+@dataclass(frozen=True)
+class RecipientJob:
+    """One recipient to make: everything its steps need, decided before any of them runs."""
+
+    template: Template
+    prepared: PreparedTemplate
+    values: dict[str, str]
+    key: str
+    output_uri: str
+    workdir: str
+    started: float
+
+
+def plan_recipient(template: Template, prepared: PreparedTemplate, data: dict[str, object], out: str | None) -> RecipientJob:
+    """Check the row and name the recipient's outputs (its key is the template version and values)."""
     started = time.perf_counter()
+    values, key = resolve_recipient(template, prepared, data)
+    return RecipientJob(
+        template=template,
+        prepared=prepared,
+        values=values,
+        key=key,
+        output_uri=output_uri(template, key, out),
+        workdir=recipient_workdir(prepared, key),
+        started=started,
+    )
+
+
+class Pending(Protocol[T_co]):
+    """A step's result, now or later (a ``concurrent.futures.Future``, a Prefect future, a value)."""
+
+    def result(self) -> T_co: ...
+
+
+class RecipientSteps(Protocol):
+    """How each step of a recipient runs: in this process (``InProcessSteps``, the CLI) or as
+    Prefect tasks of a flow run (``tasks.recipient_steps.TaskSteps``). ``run_recipient`` decides
+    what runs, in which order and with which inputs; the steps only decide where."""
+
+    def lipsync_available(self, job: RecipientJob) -> bool: ...
+    def voice(self, job: RecipientJob, segment: VoiceSegment) -> Pending[AudioInsert]: ...
+    def draw(self, job: RecipientJob, segment: VisualSegment) -> Pending[PatchSetRef]: ...
+    def lipsync(self, job: RecipientJob, segment: VoiceSegment, voice: Pending[AudioInsert]) -> Pending[PatchSetRef | None]: ...
+    def compose(self, job: RecipientJob, voices: list[Pending[AudioInsert]], patch_sets: list[PatchSetRef]) -> dict[str, object]: ...
+    def publish(
+        self, job: RecipientJob, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], render: dict[str, object]
+    ) -> RecipientResult: ...
+
+
+class Done(Generic[T_co]):
+    """A result that is already there."""
+
+    def __init__(self, value: T_co) -> None:
+        self._value = value
+
+    def result(self) -> T_co:
+        return self._value
+
+
+def run_recipient(job: RecipientJob, steps: RecipientSteps) -> RecipientResult:
+    """The one composition of a recipient's steps. Voice lines and visuals start at once; the windows
+    to lip-sync (wanted, with a face) wait for their line, and only when a backend can run (else
+    the new voice goes over the original mouth, said once); the render waits for the patches, and
+    only its audio for the voice; then the record."""
+    prepared, template = job.prepared, job.template
+    voices = [steps.voice(job, seg) for seg in template.voice_segments]
+    drawn = [steps.draw(job, seg) for seg in template.visual_segments]
+    wanted = [(seg, voice) for seg, voice in zip(template.voice_segments, voices) if lipsync_wanted(prepared, seg)]
+    synced: list[Pending[PatchSetRef | None]] = []
+    if wanted and steps.lipsync_available(job):
+        synced = [steps.lipsync(job, seg, voice) for seg, voice in wanted]
+    elif wanted:
+        warn_no_checkpoint()
+    patch_sets = [ref for ref in (p.result() for p in synced) if ref is not None]
+    patch_sets += [d.result() for d in drawn]
+    render = steps.compose(job, voices, patch_sets)
+    result = steps.publish(job, [v.result() for v in voices], patch_sets, render)
+    storage.remove(job.workdir)
+    return result
+
+
+class InProcessSteps:
+    """Every step in this process, overlapping where they can: the voice lines are spoken on a
+    thread while the visuals are drawn and, unless lip-sync needs them first, while the video spans
+    encode (only the audio track waits for them); the visual patches are handed to the render in
+    memory and laid frame by frame beside the encoder (no patch file is written)."""
+
+    def __init__(self) -> None:
+        self._speaker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-voice")
+        self._in_memory: list[str] = []
+
+    def __enter__(self) -> InProcessSteps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from loom.media.patches import release
+
+        self._speaker.shutdown(wait=True)
+        release(self._in_memory)
+
+    def lipsync_available(self, job: RecipientJob) -> bool:
+        return lipsync_backend_ready()
+
+    def voice(self, job: RecipientJob, segment: VoiceSegment) -> Future[AudioInsert]:
+        return self._speaker.submit(voice_line, job.prepared, segment, job.values)
+
+    def draw(self, job: RecipientJob, segment: VisualSegment) -> Done[PatchSetRef]:
+        ref = draw_visual(job.prepared, segment, job.values, job.workdir, in_memory=True)
+        self._in_memory.append(ref.uri)
+        return Done(ref)
+
+    def lipsync(self, job: RecipientJob, segment: VoiceSegment, voice: Pending[AudioInsert]) -> Done[PatchSetRef | None]:
+        return Done(lipsync_line(job.prepared, segment, voice.result(), job.workdir))
+
+    def compose(self, job: RecipientJob, voices: list[Pending[AudioInsert]], patch_sets: list[PatchSetRef]) -> dict[str, object]:
+        # queued behind the lines on the one speaker thread: the render's audio waits for all of them
+        spoken = self._speaker.submit(lambda: [v.result() for v in voices])
+        return compose(job.prepared, spoken, patch_sets, job.output_uri)
+
+    def publish(
+        self, job: RecipientJob, inserts: list[AudioInsert], patch_sets: list[PatchSetRef], render: dict[str, object]
+    ) -> RecipientResult:
+        return publish(job.prepared, job.key, job.values, inserts, patch_sets, render, job.output_uri, job.started)
+
+
+def personalize(template: Template | str, data: dict[str, object], out: str | None = None) -> RecipientResult:
+    """One recipient, start to end, without Prefect: ``run_recipient`` with every step in this process."""
     keep_freed_memory()
     check_configured_backend()
     if isinstance(template, str):
         template = load_template(template)
     check_row(template, data)  # bad input fails before any expensive work
     prepared = prepare_template(template)
-    values, key = resolve_recipient(template, prepared, data)
-    out_uri = output_uri(template, key, out)
-    workdir = recipient_workdir(prepared, key)
-    # One process does every step, so the steps overlap where they can: the voice lines are spoken
-    # on a thread while the visuals are drawn and, unless lip-sync needs them first, while the video
-    # spans encode (only the audio track waits for them); the visual patches are handed to the
-    # render in memory and laid frame by frame beside the encoder.
-    drawn: list[PatchSetRef] = []
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-voice") as pool:
-            spoken = pool.submit(lambda: [voice_line(prepared, seg, values, workdir) for seg in template.voice_segments])
-            drawn += [draw_visual(prepared, seg, values, workdir, in_memory=True) for seg in template.visual_segments]
-            patch_sets: list[PatchSetRef] = []
-            if any(lipsync_will_run(prepared, seg) for seg in template.voice_segments):
-                for seg, insert in zip(template.voice_segments, spoken.result()):
-                    ref = lipsync_line(prepared, seg, insert, workdir)
-                    if ref is not None:
-                        patch_sets.append(ref)
-            elif any(lipsync_wanted(prepared, seg) for seg in template.voice_segments):
-                warn_no_checkpoint()  # wanted, but no backend here: the render need not wait for the voice
-            patch_sets += drawn
-            render = compose(prepared, spoken, patch_sets, out_uri)
-            inserts = spoken.result()
-    finally:
-        from loom.media.patches import release
-
-        release(ref.uri for ref in drawn)
-    result = publish(prepared, key, values, inserts, patch_sets, render, out_uri, started)
-    storage.remove(workdir)
-    return result
+    job = plan_recipient(template, prepared, data, out)
+    with InProcessSteps() as steps:
+        return run_recipient(job, steps)
 
 
 def result_summary(result: RecipientResult) -> str:

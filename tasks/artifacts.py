@@ -7,13 +7,21 @@ graph in Prefect Cloud) and as a table artifact, which the open-source UI shows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.assets import Asset, add_asset_metadata, materialize
 
 from loom import storage
+from loom.campaign import CampaignPlan, Throttle, write_manifest
 from loom.pipeline import RecipientResult
 from loom.prepared import PreparedTemplate
 
@@ -147,3 +155,29 @@ def record_artifacts(prepared: PreparedTemplate, result: RecipientResult) -> dic
     create_markdown_artifact(markdown=summary_markdown(prepared, result), key=keys["summary"], description="Inputs used")
     create_table_artifact(table=lineage_rows(prepared, result), key=keys["lineage"], description="Lineage")
     return keys
+
+
+# The progress artifact is updated at most this often while rows finish (a server call each).
+PROGRESS_EVERY_S = 2.0
+
+
+def campaign_reporter(plan: CampaignPlan, description: str, key: str | None) -> Callable[[], None]:
+    """Write the manifest and a progress artifact now; the returned call does it again after each
+    row (the manifest every time, so a kill loses nothing; the progress at most every 2 s)."""
+    write_manifest(plan)
+    progress = create_progress_artifact(plan.progress(), key=key and f"{key}-progress", description=description)
+    throttle = Throttle(PROGRESS_EVERY_S)
+
+    def report(final: bool = False) -> None:
+        write_manifest(plan)
+        if final or throttle.due():
+            update_progress_artifact(progress, 100.0 if final else plan.progress())
+
+    return report
+
+
+def campaign_table(plan: CampaignPlan, template_id: str, key: str | None) -> None:
+    """The manifest as a table artifact, its counts in the description."""
+    create_table_artifact(
+        [e.manifest_row() for e in plan.entries], key=key and f"{key}-manifest", description=f"Campaign {template_id}: {plan.summary()}"
+    )

@@ -193,7 +193,7 @@ def test_pipeline_voice_line_speaks_the_pronunciation_and_fits_the_window(fake, 
     prepared = make_prepared(tmp_path, seg)
     prepared.template.voice_id = "presenter-voice"
     values = {"client_name": "Siobhan", "client_name_pronunciation": "Shivawn"}
-    insert = voice_line(prepared, seg, values, str(tmp_path / "work"))
+    insert = voice_line(prepared, seg, values)
 
     [req] = tts_requests(fake)
     assert req.json["text"] == "Hi Shivawn!" and req.path.startswith("/v1/text-to-speech/presenter-voice/")
@@ -205,7 +205,7 @@ def test_pipeline_voice_line_speaks_the_pronunciation_and_fits_the_window(fake, 
     spoken = out[int(insert.speech_start * RATE) : int(insert.speech_end * RATE)]
     assert abs(integrated_loudness(spoken, RATE) - target) < 1.0
 
-    voice_line(prepared, seg, values, str(tmp_path / "work2"))  # another run, same line
+    voice_line(prepared, seg, values)  # another run, same line
     assert len(tts_requests(fake)) == 1
 
 
