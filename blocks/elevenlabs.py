@@ -1,8 +1,8 @@
 """ElevenLabs credentials and speech options as a Prefect block.
 
 The engine never sees the block: ``voice_config()`` turns it into the plain ``VoiceConfig`` the
-engine takes, and ``apply()`` exports it as ``ELEVENLABS_*`` for engine code that reads the
-environment (as ``LoomStorage.apply`` does for the home). The key stays a ``SecretStr``: masked in
+engine takes, and ``apply()`` hands its typed ``ElevenLabsConfig`` to the engine for this process
+(``loom.voice.config.use_elevenlabs``; nothing is written to the environment). The key stays a ``SecretStr``: masked in
 the UI, in ``repr`` and in logs.
 """
 
@@ -13,7 +13,7 @@ import os
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from loom.voice.config import DEFAULT_BASE_URL, ElevenLabsConfig, VoiceConfig, VoiceSettings
+from loom.voice.config import DEFAULT_BASE_URL, ElevenLabsConfig, VoiceConfig, VoiceSettings, use_elevenlabs
 
 ELEVENLABS_BLOCK_ENV = "LOOM_ELEVENLABS_BLOCK"
 DEFAULT_ELEVENLABS_BLOCK = "elevenlabs"
@@ -59,16 +59,9 @@ class ElevenLabsCredentials(Block):
         return VoiceConfig(elevenlabs=self.elevenlabs_config())
 
     def apply(self) -> None:
-        """Export as ``ELEVENLABS_*`` in this process, so engine steps that read the env use it."""
-        config = self.elevenlabs_config()
-        assert config.api_key is not None
-        os.environ["ELEVENLABS_API_KEY"] = config.api_key.get_secret_value()
-        os.environ["ELEVENLABS_BASE_URL"] = config.base_url
-        os.environ["ELEVENLABS_MODEL_ID"] = config.model_id
-        os.environ["ELEVENLABS_OUTPUT_FORMAT"] = config.output_format
-        os.environ["ELEVENLABS_TIMEOUT_S"] = str(config.timeout_s)
-        os.environ["ELEVENLABS_MAX_ATTEMPTS"] = str(config.max_attempts)
-        os.environ["ELEVENLABS_VOICE_SETTINGS"] = config.voice_settings.model_dump_json()
+        """Hand this account to the engine in this process (over ``ELEVENLABS_*``; the environment is
+        not touched)."""
+        use_elevenlabs(self.elevenlabs_config())
 
 
 def apply_elevenlabs_block() -> bool:

@@ -33,11 +33,10 @@ class LoomStorage(Block):
     home: str = Field(description="A local folder, or gs://bucket/prefix shared by every worker.")
 
     def apply(self) -> str:
-        """Make this the engine's home in this process (the engine reads ``LOOM_HOME``)."""
-        from loom.settings import reload_settings
+        """Make this the engine's home in this process (over ``LOOM_HOME``; the environment is not touched)."""
+        from loom.settings import configure
 
-        os.environ["LOOM_HOME"] = self.home
-        reload_settings()
+        configure(home=self.home)
         return self.home
 
 

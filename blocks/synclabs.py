@@ -1,7 +1,8 @@
 """Sync Labs credentials and generation options as a Prefect block.
 
-``client()`` hands out a ready ``loom.lipsync.synclabs.SyncLabsClient``; ``apply()`` exports the
-block as the ``SYNC_*`` variables the engine (and Sync Labs' own SDK) read. The key is a
+``client()`` hands out a ready ``loom.lipsync.synclabs.SyncLabsClient``; ``apply()`` hands its
+typed settings to the engine for this process (``use_synclabs``, over ``SYNC_*``; nothing is
+written to the environment). The key is a
 ``SecretStr``: masked in the UI, in ``repr`` and in logs.
 """
 
@@ -12,7 +13,7 @@ import os
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from loom.lipsync.synclabs import SyncLabsClient, SyncLabsSettings
+from loom.lipsync.synclabs import SyncLabsClient, SyncLabsSettings, use_synclabs
 
 SYNCLABS_BLOCK_ENV = "LOOM_SYNCLABS_BLOCK"
 DEFAULT_SYNCLABS_BLOCK = "synclabs"
@@ -45,13 +46,8 @@ class SyncLabsCredentials(Block):
         return SyncLabsClient(self.settings())
 
     def apply(self) -> None:
-        """Export as ``SYNC_*`` in this process, so engine code that reads the environment uses it."""
-        os.environ["SYNC_API_KEY"] = self.api_key.get_secret_value()
-        os.environ["SYNC_BASE_URL"] = self.base_url
-        os.environ["SYNC_MODEL"] = self.model
-        os.environ["SYNC_SYNC_MODE"] = self.sync_mode
-        os.environ["SYNC_POLL_SECONDS"] = str(self.poll_seconds)
-        os.environ["SYNC_TIMEOUT_SECONDS"] = str(self.timeout_seconds)
+        """Hand this account to the engine in this process (over ``SYNC_*``; the environment is not touched)."""
+        use_synclabs(self.settings())
 
 
 def apply_synclabs_block() -> bool:

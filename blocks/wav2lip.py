@@ -1,7 +1,8 @@
 """The local lip-sync model's configuration as a Prefect block (the GPU pool's ``wav2lip`` runs).
 
-The engine never sees the block: ``apply()`` exports it as the ``LOOM_WAV2LIP_*`` /
-``LOOM_FACE_MODEL`` settings the engine reads, as ``LoomStorage.apply`` does for the home.
+The engine never sees the block: ``apply()`` hands its values to the engine's settings for this
+process (``loom.settings.configure``, over ``LOOM_WAV2LIP_*`` / ``LOOM_FACE_MODEL``; nothing is
+written to the environment), as ``LoomStorage.apply`` does for the home.
 """
 
 from __future__ import annotations
@@ -36,18 +37,17 @@ class Wav2LipModel(Block):
     )
 
     def apply(self) -> None:
-        """Make this the engine's lip-sync configuration in this process."""
-        from loom.settings import reload_settings
+        """Make this the engine's lip-sync configuration in this process (over ``LOOM_WAV2LIP_*``;
+        the environment is not touched)."""
+        from loom.settings import configure
 
-        os.environ["LOOM_WAV2LIP_CHECKPOINT"] = self.checkpoint
-        os.environ["LOOM_WAV2LIP_DEVICE"] = self.device
-        os.environ["LOOM_WAV2LIP_BATCH_SIZE"] = str(self.batch_size)
-        os.environ["LOOM_LIPSYNC_BACKEND"] = self.backend
-        if self.face_model:
-            os.environ["LOOM_FACE_MODEL"] = self.face_model
-        else:
-            os.environ.pop("LOOM_FACE_MODEL", None)
-        reload_settings()
+        configure(
+            wav2lip_checkpoint=self.checkpoint,
+            wav2lip_device=self.device,
+            wav2lip_batch_size=self.batch_size,
+            face_model=self.face_model,
+            lipsync_backend=self.backend,
+        )
 
 
 def apply_wav2lip_block() -> bool:

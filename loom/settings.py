@@ -55,12 +55,30 @@ class LoomSettings(BaseSettings):
         return str(Path.home() / ".cache" / "better-loom")
 
 
+# Values handed to the engine by its caller (a Prefect block in a deployed run): they win over the
+# environment, and nothing is written to the environment to pass them.
+_configured: dict[str, object] = {}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> LoomSettings:
-    return LoomSettings()
+    return LoomSettings(**_configured)
 
 
 def reload_settings() -> LoomSettings:
     """Re-read the environment (tests and long-lived processes that change it)."""
     get_settings.cache_clear()
     return get_settings()
+
+
+def configure(**values: object) -> LoomSettings:
+    """Use these settings in this process over the environment's (checked like the environment's)."""
+    LoomSettings(**{**_configured, **values})  # a bad value fails here, not in a later step
+    _configured.update(values)
+    return reload_settings()
+
+
+def forget_configured() -> LoomSettings:
+    """Back to the environment alone (tests)."""
+    _configured.clear()
+    return reload_settings()

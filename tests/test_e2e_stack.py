@@ -145,7 +145,7 @@ def test_blocks_register_with_the_server_and_the_storage_block_sets_the_home(pre
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from blocks import LoomStorage, apply_configured_blocks
-    from loom.settings import get_settings, reload_settings
+    from loom.settings import forget_configured, get_settings, reload_settings
 
     done = subprocess.run(
         [sys.executable, "-m", "prefect", "block", "register", "-m", "blocks"],
@@ -160,11 +160,12 @@ def test_blocks_register_with_the_server_and_the_storage_block_sets_the_home(pre
     with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}):
         LoomStorage(home=str(home)).save("e2e-storage", overwrite=True)
         monkeypatch.setenv("LOOM_STORAGE_BLOCK", "e2e-storage")
-        monkeypatch.setenv("LOOM_HOME", os.environ["LOOM_HOME"])  # apply() sets it: undo restores it
         try:
             assert apply_configured_blocks() == ["storage"]
             assert get_settings().home == str(home)
+            assert os.environ["LOOM_HOME"] != str(home)  # handed to the engine, not written to the environment
         finally:
+            forget_configured()
             monkeypatch.undo()
             reload_settings()
 

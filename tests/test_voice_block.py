@@ -7,7 +7,7 @@ import os
 import pytest
 
 from blocks.elevenlabs import ElevenLabsCredentials
-from loom.voice.config import voice_config_from_env
+from loom.voice.config import use_elevenlabs, voice_config_from_env
 
 KEY = "sk_block_secret_42"
 
@@ -17,11 +17,10 @@ NAMES = [f"ELEVENLABS_{n}" for n in ("API_KEY", "BASE_URL", "MODEL_ID", "OUTPUT_
 
 @pytest.fixture
 def clean_env():
-    """No ELEVENLABS_* before; whatever ``apply`` exported is removed after (it writes os.environ)."""
+    """No ELEVENLABS_* before, and no block's config left behind after."""
     saved = {name: os.environ.pop(name) for name in NAMES if name in os.environ}
     yield
-    for name in NAMES:
-        os.environ.pop(name, None)
+    use_elevenlabs(None)
     os.environ.update(saved)
 
 
@@ -35,10 +34,14 @@ def test_block_gives_the_engine_config_and_hides_the_key(clean_env):
     assert KEY not in repr(config)
 
 
-def test_block_applied_to_the_environment_reads_back_the_same(clean_env):
+def test_applied_block_is_the_engines_voice_and_the_environment_is_untouched(clean_env):
     assert not voice_config_from_env().uses_elevenlabs  # no key: the offline voice
     block = ElevenLabsCredentials(api_key=KEY, similarity_boost=0.9, base_url="http://127.0.0.1:9", max_attempts=3)
+    before = dict(os.environ)
     block.apply()
-    from_env = voice_config_from_env()
-    assert from_env.uses_elevenlabs
-    assert from_env.elevenlabs == block.elevenlabs_config()
+    assert dict(os.environ) == before  # handed over typed, not through the environment
+    in_force = voice_config_from_env()
+    assert in_force.uses_elevenlabs
+    assert in_force.elevenlabs == block.elevenlabs_config()
+    use_elevenlabs(None)
+    assert not voice_config_from_env().uses_elevenlabs

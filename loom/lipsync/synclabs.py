@@ -51,6 +51,19 @@ class SyncLabsSettings(BaseSettings):
     timeout_seconds: float = Field(default=1800.0, gt=0, description="Give up on a generation after this long.")
 
 
+# Sync Labs settings handed to the engine by its caller (the Sync Labs block in a deployed run).
+_configured: list[SyncLabsSettings] = []
+
+
+def use_synclabs(settings: SyncLabsSettings | None) -> None:
+    """Use ``settings`` in this process instead of the ``SYNC_*`` environment (None: the environment)."""
+    _configured[:] = [settings] if settings is not None else []
+
+
+def configured_synclabs() -> SyncLabsSettings:
+    return _configured[0] if _configured else SyncLabsSettings()
+
+
 class Generation(BaseModel):
     """A generation as the API reports it (the fields we use)."""
 
@@ -66,7 +79,7 @@ class SyncLabsClient:
     """A small client for the generate endpoints, with retries on transient HTTP errors."""
 
     def __init__(self, settings: SyncLabsSettings | None = None, http: httpx.Client | None = None) -> None:
-        self.settings = settings or SyncLabsSettings()
+        self.settings = settings or configured_synclabs()
         if self.settings.api_key is None or not self.settings.api_key.get_secret_value():
             raise InputError("SYNC_API_KEY", "no Sync Labs API key is set", "set SYNC_API_KEY or the synclabs block")
         self._http = http or httpx.Client(base_url=self.settings.base_url.rstrip("/"), timeout=60.0)

@@ -10,7 +10,7 @@ from elevenlabs.core.api_error import ApiError
 
 from loom import storage
 from loom.errors import InputError
-from loom.voice.config import ElevenLabsConfig
+from loom.voice.config import ElevenLabsConfig, configured_elevenlabs
 from loom.voice.elevenlabs import call_with_retries, make_client, request_options
 
 
@@ -34,7 +34,7 @@ def clone_voice(
     config: ElevenLabsConfig | None = None,
 ) -> str:
     """Create an ElevenLabs instant voice clone from ``files`` (paths or URIs); return its voice id."""
-    config = config or ElevenLabsConfig()
+    config = config or configured_elevenlabs()
     if config.api_key is None:
         raise InputError("ELEVENLABS_API_KEY", "is not set", "cloning needs an ElevenLabs key: export ELEVENLABS_API_KEY=...")
     if not name.strip():

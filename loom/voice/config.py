@@ -62,7 +62,22 @@ class VoiceConfig(BaseModel):
         return self.elevenlabs is not None and self.elevenlabs.api_key is not None
 
 
+# ElevenLabs settings handed to the engine by its caller (the ElevenLabs block in a deployed run).
+_configured: list[ElevenLabsConfig] = []
+
+
+def use_elevenlabs(config: ElevenLabsConfig | None) -> None:
+    """Speak with ``config`` in this process instead of the ``ELEVENLABS_*`` environment (None: the
+    environment again)."""
+    _configured[:] = [config] if config is not None else []
+
+
+def configured_elevenlabs() -> ElevenLabsConfig:
+    """The ElevenLabs settings in force: the caller's, else the environment's (re-read each call)."""
+    return _configured[0] if _configured else ElevenLabsConfig()
+
+
 def voice_config_from_env() -> VoiceConfig:
-    """The config the environment describes; re-read on every call so a changed env takes effect."""
-    eleven = ElevenLabsConfig()
+    """The config in force: what the caller handed over, else what the environment describes."""
+    eleven = configured_elevenlabs()
     return VoiceConfig(elevenlabs=eleven if eleven.api_key is not None else None)
