@@ -208,10 +208,15 @@ def test_local_logos_resolve_inside_home_or_beside_the_video(home: Path, tmp_pat
 
 def test_valid_job_reaches_the_orchestrator(client: TestClient) -> None:
     """Valid input gets past every check; with no Prefect API it is a 503 that says what to do."""
-    r = client.post(
-        "/jobs", json=_job(logo="https://cdn.example.com/acme.png", webhook_url="https://crm.example.com/hook"),
-        headers={"X-API-Key": KEY},
-    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # the fixture's closed port, also where Prefect's settings were already read (an earlier test
+    # imported the flows): otherwise Prefect starts a temporary server of its own (~10 s)
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{_closed_port()}/api"}):
+        r = client.post(
+            "/jobs", json=_job(logo="https://cdn.example.com/acme.png", webhook_url="https://crm.example.com/hook"),
+            headers={"X-API-Key": KEY},
+        )
     # No Prefect API (or, when another test module's harness is up, no deployment): 503 saying what to do.
     assert r.status_code == 503 and ("PREFECT_API_URL" in r.text or "loom up" in r.text)
 
