@@ -273,6 +273,33 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/test_api_webhooks.py", "tests/test_api_shape.py"),
     ),
     Mutant(
+        "webhook-reason-mixed-up",
+        "app/webhooks.py",
+        "a loopback destination is refused as 'a private address' (the caller is told the wrong class)",
+        '''    if ip.is_loopback:
+        return "a loopback address"''',
+        '''    if ip.is_loopback:
+        return "a private address"''',
+        ("tests/test_api_webhooks.py",),
+    ),
+    Mutant(
+        "no-checkpoint-never-said",
+        "loom/lipsync/notice.py",
+        "skipping lip-sync for want of a checkpoint is never said (the warning is lost)",
+        "    logging.getLogger(\"loom.lipsync\").warning(NO_CHECKPOINT)",
+        "    return",
+        ("tests/test_bad_input_media.py", "tests/test_lipsync_engine.py"),
+    ),
+    Mutant(
+        "gpu-child-skips-lipsync",
+        "flows/lipsync.py",
+        "the GPU pool's wav2lip run skips the model and reports nothing (the recipient keeps the old mouth)",
+        "    ref: PatchSetRef | None = lipsync_line(prepared, segment, insert, workdir)",
+        "    ref: PatchSetRef | None = None",
+        ("tests/test_e2e_stack.py::test_recipient_run_through_rest_makes_a_video_and_sends_lipsync_to_the_gpu_pool",),
+        timeout_s=600.0,
+    ),
+    Mutant(
         "guard-path-prefix",
         "app/api.py",
         "local input files are checked with a bare string prefix: /home/loom-other/x passes as inside /home/loom",
@@ -543,7 +570,7 @@ def print_list(mutants: Sequence[Mutant]) -> None:
         print(f"    {m.description}")
         print(textwrap.indent(m.find, "    - "))
         print(textwrap.indent(m.replace, "    + "))
-        tests = ", ".join(t + ("" if (ROOT / t).is_file() else " [missing]") for t in m.tests)
+        tests = ", ".join(t + ("" if (ROOT / t.split("::")[0]).is_file() else " [missing]") for t in m.tests)
         print(f"    tests: {tests}")
     print(f"{len(mutants)} mutants")
 
@@ -640,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         per_mutant: dict[str, tuple[list[str], list[str]]] = {}
         for m in mutants:
-            present = [t for t in m.tests if (base / t).is_file()]
+            present = [t for t in m.tests if (base / t.split("::")[0]).is_file()]  # a file, or file::test
             missing = [t for t in m.tests if t not in present]
             for t in missing:
                 log(f"  WARNING: {m.name}: test file {t} does not exist; skipped")
