@@ -179,7 +179,8 @@ def time_floor(prepared, refs: list, tmp: Path) -> tuple[tuple[float, float], tu
     import av
 
     from loom.media.frames import read_video_frames
-    from loom.media.render import _span_encoder, load_patches, patch_frame
+    from loom.media.patched_frames import load_patches, patch_frame
+    from loom.media.splice import _span_encoder
 
     with Stopwatch() as remux:
         remux_copy(prepared.template.base_video_path, tmp / "remux.mp4")
@@ -205,7 +206,7 @@ def time_moviepy(prepared, refs: list, inserts: list, tmp: Path) -> tuple[float,
     from moviepy import AudioFileClip, CompositeAudioClip, VideoFileClip
 
     from loom.media.patches import apply_patches
-    from loom.media.render import load_patches
+    from loom.media.patched_frames import load_patches
 
     watch = Stopwatch().__enter__()
     patches, _ = load_patches(refs)
@@ -356,7 +357,7 @@ def time_floor_spans(
     from loom.media import h264
     from loom.media.frames import read_video_frames
     from loom.media.probe import probe_video
-    from loom.media.render import _span_encoder
+    from loom.media.splice import _span_encoder
 
     with Stopwatch() as remux:
         remux_copy(base_video, tmp / "remux.mp4")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -136,6 +137,8 @@ def make_base_recording(path: Path) -> dict[str, float]:
     """Write the demo's H.264/AAC recording and return the times its template needs."""
     import av
 
+    from loom.media.muxing import mux_frames
+
     speech, greeting_end, total = _narration()
     frames = int(np.ceil(total * FPS))
     env = _envelope(speech, frames)
@@ -148,27 +151,28 @@ def make_base_recording(path: Path) -> dict[str, float]:
         vs.width, vs.height, vs.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
         vs.options = {"crf": "18", "preset": "fast", "g": str(2 * FPS)}
         aus = out.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(_frame(i / FPS, float(env[i]), plate_span, fonts), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, FPS)
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
+        def pictures() -> Iterator[av.VideoFrame]:
+            for i in range(frames):
+                frame = av.VideoFrame.from_ndarray(_frame(i / FPS, float(env[i]), plate_span, fonts), format="rgb24")
+                frame.pts = i
+                frame.time_base = Fraction(1, FPS)
+                yield frame
+
+        mux_frames(out, vs, pictures())
         chunk = 1024
         n = frames * SAMPLE_RATE // FPS
         audio = np.zeros((2, n), np.float32)
         audio[:, : min(n, stereo.shape[1])] = stereo[:, :n]
-        for start in range(0, n, chunk):
-            block = np.ascontiguousarray(audio[:, start : start + chunk])
-            af = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
-            af.sample_rate = SAMPLE_RATE
-            af.pts = start
-            for packet in aus.encode(af):
-                out.mux(packet)
-        for packet in aus.encode():
-            out.mux(packet)
+
+        def sound() -> Iterator[av.AudioFrame]:
+            for start in range(0, n, chunk):
+                block = np.ascontiguousarray(audio[:, start : start + chunk])
+                af = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+                af.sample_rate = SAMPLE_RATE
+                af.pts = start
+                yield af
+
+        mux_frames(out, aus, sound())
     return {"greeting_end": greeting_end, "duration": frames / FPS, "plate_start": plate_span[0], "plate_end": plate_span[1]}
 
 

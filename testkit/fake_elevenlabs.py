@@ -29,6 +29,7 @@ import json
 import threading
 import time
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -119,6 +120,8 @@ def _compressed(audio: np.ndarray, rate: int, bitrate: int, container_format: st
     """Encode with FFmpeg (PyAV), as the real service would."""
     import av
 
+    from loom.media.muxing import mux_frames
+
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
@@ -127,18 +130,17 @@ def _compressed(audio: np.ndarray, rate: int, bitrate: int, container_format: st
         frame_size = stream.codec_context.frame_size or 1024
         fmt = stream.codec_context.format.name
         resampler = av.AudioResampler(format=fmt, layout="mono", rate=rate)
-        for start in range(0, audio.size, frame_size):
-            chunk = np.zeros((1, frame_size), np.int16)
-            piece = audio[start : start + frame_size]
-            chunk[0, : piece.size] = piece
-            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
-            frame.sample_rate = rate
-            frame.pts = start
-            for converted in resampler.resample(frame):
-                for packet in stream.encode(converted):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        def frames() -> Iterator[av.AudioFrame]:
+            for start in range(0, audio.size, frame_size):
+                chunk = np.zeros((1, frame_size), np.int16)
+                piece = audio[start : start + frame_size]
+                chunk[0, : piece.size] = piece
+                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+                frame.sample_rate = rate
+                frame.pts = start
+                yield from resampler.resample(frame)
+
+        mux_frames(out, stream, frames())
     return buffer.getvalue()
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import av
 
+from loom.media.muxing import mux_frames
+
 MODELS = {"sync-3", "lipsync-2", "lipsync-2-pro", "lipsync-1.9.0-beta", "react-1"}
 
 
@@ -98,15 +100,17 @@ def _invert_video(src: Path, dst: Path) -> float:
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": "12", "preset": "veryfast"}
         n = 0
-        for frame in inp.decode(vin):
-            rgb = 255 - frame.to_ndarray(format="rgb24")
-            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            f.pts, f.time_base = n, 1 / rate
-            n += 1
-            for p in vs.encode(f):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+
+        def inverted() -> Iterator[av.VideoFrame]:
+            nonlocal n
+            for frame in inp.decode(vin):
+                rgb = 255 - frame.to_ndarray(format="rgb24")
+                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                f.pts, f.time_base = n, 1 / rate
+                n += 1
+                yield f
+
+        mux_frames(out, vs, inverted())
     return float(n / rate)
 
 

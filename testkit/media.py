@@ -8,11 +8,14 @@ a tone with a slow amplitude envelope, so a shifted or replaced window shows up 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from loom.media.muxing import mux_frames
 
 # Audio codec per container when the caller does not name one.
 _DEFAULT_AUDIO = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".mkv": "aac", ".avi": "ac3", ".webm": "libopus"}
@@ -114,20 +117,22 @@ def make_clip(
             astream = out.add_stream(acodec, rate=sample_rate)
             astream.layout = "stereo" if channels == 2 else ("mono" if channels == 1 else f"{channels}c")
         pts_ms = 0
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(clip_frame(i, size, seed), format="rgb24")
-            if vfr:
-                frame.pts = pts_ms
-                frame.time_base = Fraction(1, 1000)
-                step = 1000 / float(fps)
-                pts_ms += int(round(step * (2 / 3 if i % 2 == 0 else 4 / 3)))
-            else:
-                frame.pts = i
-                frame.time_base = 1 / fps
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
+
+        def frames() -> Iterator[av.VideoFrame]:
+            nonlocal pts_ms
+            for i in range(n_frames):
+                frame = av.VideoFrame.from_ndarray(clip_frame(i, size, seed), format="rgb24")
+                if vfr:
+                    frame.pts = pts_ms
+                    frame.time_base = Fraction(1, 1000)
+                    step = 1000 / float(fps)
+                    pts_ms += int(round(step * (2 / 3 if i % 2 == 0 else 4 / 3)))
+                else:
+                    frame.pts = i
+                    frame.time_base = 1 / fps
+                yield frame
+
+        mux_frames(out, vs, frames())
         if astream is not None:
             total = seconds if not vfr else pts_ms / 1000.0
             _write_audio(out, astream, clip_audio(total, sample_rate, channels), sample_rate)
@@ -140,23 +145,19 @@ def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.Audi
     chunk = ctx.frame_size or 1024
     layout = stream.layout.name
     planar = np.ascontiguousarray(samples)
-    pos = 0
     resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
-    while pos < planar.shape[1]:
-        piece = np.ascontiguousarray(planar[:, pos : pos + chunk])
-        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
-        frame.sample_rate = rate
-        frame.pts = pos
-        frame.time_base = Fraction(1, rate)
-        for f in resampler.resample(frame):
-            for packet in stream.encode(f):
-                out.mux(packet)
-        pos += chunk
-    for f in resampler.resample(None):
-        for packet in stream.encode(f):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+
+    def frames() -> Iterator[av.AudioFrame]:
+        for pos in range(0, planar.shape[1], chunk):
+            piece = np.ascontiguousarray(planar[:, pos : pos + chunk])
+            frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = pos
+            frame.time_base = Fraction(1, rate)
+            yield from resampler.resample(frame)
+        yield from resampler.resample(None)
+
+    mux_frames(out, stream, frames())
 
 
 def decode_rgb(path: str | Path) -> list[np.ndarray]:

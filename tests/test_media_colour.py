@@ -22,7 +22,8 @@ from loom.edits import PatchSetRef
 from loom.media.overlay import patch_yuv420p
 from loom.media.patches import Patch, PatchSet
 from loom.media.prepare import prepare_media
-from loom.media.render import RenderReport, patch_frame, render_recipient
+from loom.media.patched_frames import patch_frame
+from loom.media.render import RenderReport, render_recipient
 from loom.prepared import PreparedTemplate
 from loom.template import Template
 from testkit.media import make_clip, psnr

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loom.media import encode, frames, render
+from loom.media import cut_plan, encode, frames, patched_frames
 from loom.local_cache import cache_dir
 from loom.media.frame_cache import span_frames
 from loom.media.render import render_recipient
@@ -98,8 +98,9 @@ def test_a_later_recipient_renders_without_decoding_and_gets_the_same_video(
         raise AssertionError("a later recipient decoded a span the cache holds")
 
     monkeypatch.setattr(frames, "read_video_frames", no_decoding)
+    monkeypatch.setattr(patched_frames, "read_video_frames", no_decoding)
     # the packet index and the span encoder's SPS/PPS come from the cache too
-    monkeypatch.setattr(render, "_scan_packets", no_decoding)
+    monkeypatch.setattr(cut_plan, "_scan_packets", no_decoding)
     monkeypatch.setattr(encode.SpanEncoder, "_encode_headers", no_decoding)
     later = render_recipient(prepared, [], patches, str(tmp_path / "later.mp4"))
     assert later.mode == "splice" and later.reencoded_spans == first.reencoded_spans

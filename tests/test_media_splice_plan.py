@@ -6,7 +6,7 @@ import numpy as np
 
 from loom.media import h264
 from loom.media.audio_mix import equal_power_fades
-from loom.media.render import edited_spans, gop_regions
+from loom.media.cut_plan import edited_spans, gop_regions
 
 
 def test_edited_spans_merge_overlaps_and_clip_to_the_video() -> None:

@@ -191,7 +191,7 @@ def test_personalize_previews_from_the_renders_frames_without_decoding_the_outpu
 @pytest.mark.parametrize("kind", ["text", "image"])
 def test_patches_handed_over_in_memory_are_the_ones_a_file_would_hold(kind, scroll, pan, tmp_path) -> None:  # noqa: F811
     from loom.media.patches import load_patch_source, release
-    from loom.media.render import load_patches
+    from loom.media.patched_frames import load_patches
 
     prepared, seg, frames, _, root = scroll if kind == "text" else pan
     value = "Globex Industries" if kind == "text" else str(_logo_png(tmp_path / "logo.png"))

@@ -184,7 +184,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # ------------------------------------------------------------------ render plan
     Mutant(
         "render-gop-start-before",
-        "loom/media/render.py",
+        "loom/media/cut_plan.py",
         "gop_regions starts at the IDR strictly before the span: an aligned span re-encodes the GOP before it",
         "start = max((k for k in keyframes if k <= first), default=0)",
         "start = max((k for k in keyframes if k < first), default=0)",
@@ -192,7 +192,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "render-gop-end-after",
-        "loom/media/render.py",
+        "loom/media/cut_plan.py",
         "gop_regions ends at the IDR strictly after the span: an aligned span re-encodes the next GOP",
         "end = min((k for k in keyframes if k >= stop), default=frame_count)",
         "end = min((k for k in keyframes if k > stop), default=frame_count)",
@@ -200,7 +200,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "render-spans-touching-unmerged",
-        "loom/media/render.py",
+        "loom/media/cut_plan.py",
         "edited_spans merges only overlapping ranges, not touching ones ([10,20) + [20,30) stay two)",
         "if merged and first <= merged[-1][1]:",
         "if merged and first < merged[-1][1]:",
@@ -208,7 +208,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "render-span-drops-last-frame",
-        "loom/media/render.py",
+        "loom/media/cut_plan.py",
         "edited_spans clips to frame_count - 1: a patch on the last frame is never rendered",
         "for first, stop in sorted((max(0, a), min(frame_count, b)) for a, b in ranges):",
         "for first, stop in sorted((max(0, a), min(frame_count - 1, b)) for a, b in ranges):",

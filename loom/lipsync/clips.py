@@ -26,6 +26,7 @@ from loom.lipsync.blend import blend_mouth
 from loom.lipsync.faces import FaceTrack, detect_faces, load_face_track
 from loom.media.audio_mix import Mixer, open_pcm
 from loom.media.frames import read_frames
+from loom.media.muxing import mux_frames
 from loom.media.patches import Patch, PatchSet, apply_patches
 from loom.media.probe import probe_video
 from loom.prepared import PreparedTemplate
@@ -61,17 +62,18 @@ def cut_window(video_uri: str, first: int, stop: int, fps: Fraction, target: Pat
     with av.open(str(target), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.options = {"crf": "12", "preset": "veryfast"}
-        for n, (_, rgb) in enumerate(read_frames(video_uri, first, stop)):
-            if n == 0:
-                stream.width, stream.height = rgb.shape[1], rgb.shape[0]
-                stream.pix_fmt = "yuv420p" if rgb.shape[1] % 2 == 0 and rgb.shape[0] % 2 == 0 else "yuv444p"
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = n
-            frame.time_base = 1 / fps
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+
+        def frames() -> Iterator[av.VideoFrame]:
+            for n, (_, rgb) in enumerate(read_frames(video_uri, first, stop)):
+                if n == 0:
+                    stream.width, stream.height = rgb.shape[1], rgb.shape[0]
+                    stream.pix_fmt = "yuv420p" if rgb.shape[1] % 2 == 0 and rgb.shape[0] % 2 == 0 else "yuv444p"
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = n
+                frame.time_base = 1 / fps
+                yield frame
+
+        mux_frames(out, stream, frames())
     return target
 
 
@@ -209,18 +211,19 @@ def encode_clip(video_uri: str, target: Path, patcher: Patcher, sound: np.ndarra
                 times[i] = float((frame.pts - start_pts) * vin.time_base) if frame.pts is not None else i / float(rate)
                 yield i, frame.to_ndarray(format="rgb24")
 
-        for item in patcher(decoded(), lambda i: times.get(i, i / float(rate))):  # real timestamps (VFR safe)
-            frame = item.frame
-            if item.patch is not None:
-                frame = apply_patches(frame.copy(), [item.patch])
-                patched += 1
-            out_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            out_frame.pts = int(round(times[item.index] / vin.time_base))  # the source's own timing
-            out_frame.time_base = vin.time_base
-            for packet in vout.encode(out_frame):
-                out.mux(packet)
-        for packet in vout.encode():
-            out.mux(packet)
+        def composited() -> Iterator[av.VideoFrame]:
+            nonlocal patched
+            for item in patcher(decoded(), lambda i: times.get(i, i / float(rate))):  # real timestamps (VFR safe)
+                frame = item.frame
+                if item.patch is not None:
+                    frame = apply_patches(frame.copy(), [item.patch])
+                    patched += 1
+                out_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                out_frame.pts = int(round(times[item.index] / vin.time_base))  # the source's own timing
+                out_frame.time_base = vin.time_base
+                yield out_frame
+
+        mux_frames(out, vout, composited())
         encode_sound(out, aout, sound)
     return patched
 
@@ -229,19 +232,17 @@ def encode_sound(out: av.container.OutputContainer, stream: av.audio.stream.Audi
     layout = stream.layout.name
     resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=OUTPUT_RATE)
     chunk = 4096
-    for pos in range(0, sound.shape[1], chunk):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, pos : pos + chunk]), format="fltp", layout=layout)
-        frame.sample_rate = OUTPUT_RATE
-        frame.pts = pos
-        frame.time_base = Fraction(1, OUTPUT_RATE)
-        for f in resampler.resample(frame):
-            for packet in stream.encode(f):
-                out.mux(packet)
-    for f in resampler.resample(None):
-        for packet in stream.encode(f):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+
+    def frames() -> Iterator[av.AudioFrame]:
+        for pos in range(0, sound.shape[1], chunk):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, pos : pos + chunk]), format="fltp", layout=layout)
+            frame.sample_rate = OUTPUT_RATE
+            frame.pts = pos
+            frame.time_base = Fraction(1, OUTPUT_RATE)
+            yield from resampler.resample(frame)
+        yield from resampler.resample(None)
+
+    mux_frames(out, stream, frames())
 
 
 def confined_clip(backend: object, name: str, video_uri: str, audio_uri: str, out_uri: str) -> dict[str, object]:

@@ -21,6 +21,7 @@ import numpy as np
 from loom import storage
 from loom.edits import AudioInsert
 from loom.media.audio_mix import Mixer, channel_layout, open_pcm
+from loom.media.muxing import encoded_packets
 
 FRAME = 1024  # samples per AAC-LC frame
 AAC_BITRATE_PER_CHANNEL = 96_000
@@ -44,16 +45,19 @@ def encode_range(stream, mixer: Mixer, lo: int, hi: int) -> Iterator:  # noqa: A
     import av
 
     layout = channel_layout(mixer.channels)
-    for pos in range(lo, hi, FRAME * 64):
-        block = mixer.read(pos, min(hi, pos + FRAME * 64))
-        for k in range(0, block.shape[0], FRAME):
-            piece = np.ascontiguousarray(block[k : k + FRAME].T)
-            frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
-            frame.sample_rate = mixer.rate
-            frame.pts = pos + k
-            frame.time_base = Fraction(1, mixer.rate)
-            yield from stream.encode(frame)
-    yield from stream.encode(None)
+
+    def frames() -> Iterator[av.AudioFrame]:
+        for pos in range(lo, hi, FRAME * 64):
+            block = mixer.read(pos, min(hi, pos + FRAME * 64))
+            for k in range(0, block.shape[0], FRAME):
+                piece = np.ascontiguousarray(block[k : k + FRAME].T)
+                frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
+                frame.sample_rate = mixer.rate
+                frame.pts = pos + k
+                frame.time_base = Fraction(1, mixer.rate)
+                yield frame
+
+    yield from encoded_packets(stream, frames())
 
 
 def encode_aac_track(audio_uri: str, out_uri: str) -> str:

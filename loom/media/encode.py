@@ -15,6 +15,7 @@ from fractions import Fraction
 import av
 
 from loom.media import h264
+from loom.media.muxing import encoded_packets
 
 PRESET = "veryfast"
 MEZZANINE_CRF = 8  # visually lossless: >= 45 dB luma PSNR even on long P-frame runs of busy content
@@ -130,7 +131,7 @@ class SpanEncoder:
         for plane in frame.planes:
             plane.update(bytes([128]) * plane.buffer_size)
         frame.pts = 0
-        packets = list(cc.encode(frame)) + list(cc.encode(None))
+        packets = list(encoded_packets(cc, [frame]))
         nals = h264.split_annexb(bytes(packets[0]))
         return [n for n in nals if h264.nal_type(n) in (h264.NAL_SPS, h264.NAL_PPS)]
 
@@ -141,17 +142,17 @@ class SpanEncoder:
         """
         cc = self._context()
         forced = set(idr_at) | {0}
-        count = 0
-        for frame in frames:
-            if frame.format.name != self.pix_fmt:
-                frame = frame.reformat(format=self.pix_fmt)
-            frame.pts = count
-            frame.time_base = cc.time_base
-            frame.pict_type = av.video.frame.PictureType.I if count in forced else av.video.frame.PictureType.NONE
-            count += 1
-            for packet in cc.encode(frame):
-                yield self._to_mp4(bytes(packet)), packet.is_keyframe
-        for packet in cc.encode(None):
+
+        def timed() -> Iterator[av.VideoFrame]:
+            for count, frame in enumerate(frames):
+                if frame.format.name != self.pix_fmt:
+                    frame = frame.reformat(format=self.pix_fmt)
+                frame.pts = count
+                frame.time_base = cc.time_base
+                frame.pict_type = av.video.frame.PictureType.I if count in forced else av.video.frame.PictureType.NONE
+                yield frame
+
+        for packet in encoded_packets(cc, timed()):
             yield self._to_mp4(bytes(packet)), packet.is_keyframe
 
     def _to_mp4(self, annexb: bytes) -> bytes:

@@ -142,7 +142,8 @@ def plant_keyframes(source: VideoInfo, src_uri: str, frames: list[int], out_uri:
     re-encoded (visually lossless), every other packet is the source's. Recipients then re-encode
     exactly their spans, and share every packet outside them."""
     from loom.media.encode import MEZZANINE_CRF
-    from loom.media.render import SpliceImpossible, splice_video
+    from loom.media.cut_plan import SpliceImpossible
+    from loom.media.splice import splice_video
 
     with storage.staged_output(out_uri, suffix=".mp4") as target:
         try:
