@@ -433,7 +433,7 @@ def check_sheet_columns(template: Template, sheet: str) -> None:
 
 def serve(host: str = "127.0.0.1", port: int = 8080) -> None:
     """What ``loom serve --port P`` runs."""
-    import uvicorn
+    import uvicorn  # the server only when serving: create_app is imported by tests and the CLI
 
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 

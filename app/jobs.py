@@ -3,6 +3,8 @@
 A job's id is its flow run id, so the same run is visible in the Prefect UI. What Prefect does not
 hold — who asked for it and where to send the webhook (URLs can carry tokens) — is kept in a
 small record per job under ``$LOOM_HOME/jobs/`` beside the outputs, so it survives an API restart.
+Prefect's client is imported where a run is created or read (about a second), so the API starts
+and answers bad input without loading it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from urllib.parse import quote, unquote
 from typing import Literal
+from urllib.parse import quote, unquote
 
 from pydantic import BaseModel, Field
 
 from loom import storage
+from loom.settings import get_settings
 
 log = logging.getLogger("loom.jobs")
 
@@ -76,7 +79,6 @@ class JobView(BaseModel):
 
 def secret_values() -> list[str]:
     """Values that must never appear in a response, a log or a webhook."""
-    from loom.settings import get_settings
 
     settings = get_settings()
     values = []
@@ -336,6 +338,7 @@ def output_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL) -> str | None:
 
 def signed_gcs_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL, credentials=None) -> str | None:
     """A V4 signed GET URL; with keyless credentials (Cloud Run) signing goes through IAM signBlob."""
+    # Google's auth and storage clients (~0.5 s) only when a gs:// output is signed
     import google.auth
     import google.auth.transport.requests
     from google.cloud import storage as gcs

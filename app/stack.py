@@ -127,7 +127,7 @@ class LocalStack:
 
     def create_pools(self) -> None:
         """Process pools ``cpu`` and ``gpu``; existing pools are kept as they are."""
-        from prefect.workers.process import ProcessWorker
+        from prefect.workers.process import ProcessWorker  # the worker machinery only when pools are made
 
         with httpx.Client(base_url=self.api_url, timeout=30) as client:
             for pool in POOLS:

@@ -13,7 +13,13 @@ import os
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from loom.voice.config import DEFAULT_BASE_URL, ElevenLabsConfig, VoiceConfig, VoiceSettings, use_elevenlabs
+from loom.voice.config import (
+    DEFAULT_BASE_URL,
+    ElevenLabsConfig,
+    VoiceConfig,
+    VoiceSettings,
+    use_elevenlabs,
+)
 
 ELEVENLABS_BLOCK_ENV = "LOOM_ELEVENLABS_BLOCK"
 DEFAULT_ELEVENLABS_BLOCK = "elevenlabs"

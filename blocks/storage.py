@@ -19,6 +19,8 @@ from prefect.blocks.core import Block
 from prefect_gcp import GcpCredentials, GcsBucket
 from pydantic import Field
 
+from loom.settings import configure
+
 STORAGE_BLOCK_ENV = "LOOM_STORAGE_BLOCK"
 DEFAULT_STORAGE_BLOCK = "loom-storage"
 DEFAULT_RESULTS_BLOCK = "loom-results"
@@ -34,7 +36,6 @@ class LoomStorage(Block):
 
     def apply(self) -> str:
         """Make this the engine's home in this process (over ``LOOM_HOME``; the environment is not touched)."""
-        from loom.settings import configure
 
         configure(home=self.home)
         return self.home

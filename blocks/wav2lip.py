@@ -13,6 +13,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from loom.settings import configure
+
 WAV2LIP_BLOCK_ENV = "LOOM_WAV2LIP_BLOCK"
 DEFAULT_WAV2LIP_BLOCK = "wav2lip"
 
@@ -39,7 +41,6 @@ class Wav2LipModel(Block):
     def apply(self) -> None:
         """Make this the engine's lip-sync configuration in this process (over ``LOOM_WAV2LIP_*``;
         the environment is not touched)."""
-        from loom.settings import configure
 
         configure(
             wav2lip_checkpoint=self.checkpoint,

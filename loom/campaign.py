@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from loom import storage
 from loom.errors import InputError, RecipientFailed, ServiceError
+from loom.pipeline import check_configured_backend, personalize, prepare_template
 from loom.recipients import CheckedRow, check_rows, read_rows
 from loom.template import Template
 
@@ -106,7 +107,6 @@ def default_output_dir(template: Template) -> str:
 
 def plan_campaign(template: Template, template_version: str, sheet: str, output_dir: str | None = None) -> CampaignPlan:
     """Read and check every row first; mark invalid rows, duplicates and outputs that already exist."""
-    from loom.pipeline import check_configured_backend
 
     check_configured_backend()  # a campaign with a backend that is not installed fails once, not per row
     out_dir = output_dir or default_output_dir(template)
@@ -192,7 +192,6 @@ def run_campaign_locally(
     plan: CampaignPlan, concurrency: int = 2, on_progress: Callable[[CampaignEntry], None] | None = None
 ) -> CampaignPlan:
     """Make every pending entry with a bounded thread pool, then write the manifest."""
-    from loom.pipeline import personalize, prepare_template
 
     if plan.to_make:
         prepare_template(plan.template)  # once, before the fan-out

@@ -14,10 +14,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from scipy.signal import resample_poly
 
 from loom import storage
+from loom.campaign import plan_campaign, run_campaign_locally
+from loom.errors import RecipientFailed
+from loom.media.frames import read_frames
+from loom.media.muxing import mux_frames
+from loom.media.probe import probe_video
+from loom.pipeline import template_version
+from loom.template import load_template
+from loom.voice.offline import speak_offline
 
 SIZE = (640, 360)
 FPS = 25
@@ -60,9 +70,6 @@ def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
 
 def _narration() -> tuple[np.ndarray, float, float]:
     """Mono 48 kHz speech: the greeting, a pause, the rest. Returns (samples, greeting end, total)."""
-    from scipy.signal import resample_poly
-
-    from loom.voice.offline import speak_offline
 
     def spoken(text: str) -> np.ndarray:
         audio = speak_offline(text)
@@ -135,9 +142,6 @@ def _frame(t: float, mouth: float, plate_span: tuple[float, float], fonts: dict[
 
 def make_base_recording(path: Path) -> dict[str, float]:
     """Write the demo's H.264/AAC recording and return the times its template needs."""
-    import av
-
-    from loom.media.muxing import mux_frames
 
     speech, greeting_end, total = _narration()
     frames = int(np.ceil(total * FPS))
@@ -224,8 +228,6 @@ def demo_template(video: Path, times: dict[str, float]) -> dict[str, Any]:
 
 def contact_sheet(video_uri: str, out_png: str, columns: int = 4, rows: int = 2) -> str:
     """A grid of evenly spaced frames with their times: one look at a whole video."""
-    from loom.media.frames import read_frames
-    from loom.media.probe import probe_video
 
     info = probe_video(video_uri)
     count = columns * rows
@@ -250,9 +252,6 @@ def contact_sheet(video_uri: str, out_png: str, columns: int = 4, rows: int = 2)
 
 def run_demo(folder: Path, rows: int = 3, console: Any = None) -> DemoResult:
     """Make everything the demo needs in ``folder`` and run its campaign without Prefect."""
-    from loom.campaign import plan_campaign, run_campaign_locally
-    from loom.pipeline import template_version
-    from loom.template import load_template
 
     def say(text: str) -> None:
         if console is not None:
@@ -285,7 +284,6 @@ def run_demo(folder: Path, rows: int = 3, console: Any = None) -> DemoResult:
             result.contact_sheets.append(contact_sheet(entry.output_uri, entry.output_uri[: -len(".mp4")] + ".contact.png"))
     failed = [e for e in plan.entries if e.status not in ("done", "skipped")]
     if failed:
-        from loom.errors import RecipientFailed
 
         raise RecipientFailed(f"demo: {len(failed)} recipient(s) failed: " + "; ".join(e.error for e in failed))
     return result

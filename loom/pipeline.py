@@ -26,8 +26,10 @@ from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
 from loom.lipsync.notice import warn_no_checkpoint
+from loom.media.patches import release
 from loom.prepared import PreparedTemplate
 from loom.recipients import check_row, recipient_key, render_line
+from loom.settings import get_settings
 from loom.template import Template, VisualSegment, VoiceSegment, load_template
 
 log = logging.getLogger("loom")
@@ -193,7 +195,7 @@ def output_uri(template: Template, key: str, out: str | None) -> str:
 def line_key(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
     """What decides a fitted line: the prepared template, the window, the written text and the speech
     (the speech cache key: provider, voice, model, settings and spoken text)."""
-    from loom.voice.speech import speech_cache_key
+    from loom.voice.speech import speech_cache_key  # the voice stack: ~0.1 s a planning process need not pay
 
     text, spoken = render_line(segment.template_text, values)
     speech = speech_cache_key(spoken, prepared.template.voice_id)
@@ -209,6 +211,7 @@ def line_dir(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str
 
 def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
     """Speak the line with the recipient's values and fit it into the segment's window."""
+    # imported when a line is spoken (~0.1 s): planning, checking and the jobs API do not load them
     from loom.voice.fit import fit_line_to_window
     from loom.voice.speech import synthesize_line
 
@@ -237,7 +240,6 @@ def lipsync_will_run(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
 
 def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
     """Mouth patches for the window's frames, or None when lip-sync is off or unavailable."""
-    from loom.settings import get_settings
 
     if not lipsync_wanted(prepared, segment):
         return None
@@ -249,7 +251,7 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
     backend = plugins.lipsync_backend(name)
     if hasattr(backend, "segment_patches"):  # a built-in's own way: patches straight from the window
         return backend.segment_patches(prepared, segment, insert, out_uri)
-    from loom.lipsync.clips import clip_backend_segment
+    from loom.lipsync.clips import clip_backend_segment  # faces and blending (~0.2 s): only for a plugin backend
 
     return clip_backend_segment(backend, name, prepared, segment, insert, out_uri)
 
@@ -257,13 +259,11 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
 def check_configured_backend() -> None:
     """Fail before any work, with one line naming the installed ones, when the configured lip-sync
     backend is not installed."""
-    from loom.settings import get_settings
 
     plugins.check_lipsync_backend(get_settings().lipsync_backend)
 
 
 def _wav2lip_unconfigured() -> bool:
-    from loom.settings import get_settings
 
     settings = get_settings()
     return settings.lipsync_backend == "wav2lip" and not settings.wav2lip_checkpoint
@@ -279,7 +279,7 @@ def draw_visual(
     effect = plugins.visual_effect(segment.segment_type)
     if hasattr(effect, "draw"):  # text, image: the value over the clean plate, laid as the encoder asks
         return effect.draw(prepared, segment, value, out_uri, in_memory=in_memory)
-    from loom.visual.effects import draw_with_effect
+    from loom.visual.effects import draw_with_effect  # tracking and drawing (~0.2 s): only for a plugin effect
 
     return draw_with_effect(effect, prepared, segment, value, out_uri)
 
@@ -300,6 +300,7 @@ def compose(
     ``inserts`` may be a ``Future`` of them (lines still being spoken): only the audio waits.
     The preview is drawn on a thread as soon as the edited spans are encoded, while the rest of
     the video is muxed, and written once the video is."""
+    # the renderer and the preview (~0.25 s): imported when a video is made, not when one is planned
     from loom.media.render import render_recipient
     from loom.visual.preview import make_preview, preview_frames, preview_png
 
@@ -338,17 +339,16 @@ def publish(
     """Preview PNG and the lineage record beside the video."""
     preview = render.get("preview_uri")
     if not isinstance(preview, str):  # a render report from elsewhere (e.g. an older run): make it now
-        from loom.visual.preview import make_preview
+        from loom.visual.preview import make_preview  # as in compose
 
         preview = make_preview(prepared, out_uri, preview_uri(out_uri))
     warnings = list(prepared.qa)
     for ps in patch_sets:
         warnings.extend(str(w) for w in ps.qa.get("warnings", []) or [])
-    from loom.settings import get_settings
 
     checkpoint = None
     if get_settings().wav2lip_checkpoint:  # the engine (and torch) only when there is one to name
-        from loom.lipsync.engine import checkpoint_digest
+        from loom.lipsync.engine import checkpoint_digest  # torch (~1 s) only with a checkpoint to name
 
         checkpoint = checkpoint_digest()
     result = RecipientResult(
@@ -473,7 +473,6 @@ class InProcessSteps:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from loom.media.patches import release
 
         self._speaker.shutdown(wait=True)
         release(self._in_memory)

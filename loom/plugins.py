@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from loom.errors import InputError
 
 LIPSYNC_GROUP = "better_loom.lipsync"
@@ -112,7 +114,6 @@ def effect_params(effect: Any, params: dict[str, Any] | None, field: str) -> dic
     model = getattr(effect, "Params", None)
     if model is None:
         return dict(params or {})
-    from pydantic import BaseModel, ValidationError
 
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return dict(params or {})

@@ -134,7 +134,7 @@ def _decode_csv(data: bytes, uri: str) -> str:
 
 
 def _xlsx_rows(data: bytes, uri: str) -> list[dict[str, object]]:
-    import openpyxl
+    import openpyxl  # only XLSX sheets need it
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), data_only=True, read_only=True)

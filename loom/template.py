@@ -11,10 +11,18 @@ import re
 import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loom import storage
 from loom.errors import InputError
+from loom.plugins import effect_params, visual_effect
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -113,7 +121,6 @@ class VisualSegment(BaseModel):
             return self
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.segment_type):
             raise InputError(f"{where}.segment_type", f"{self.segment_type!r} is not a type name", "use text, image or a visual effect's name")
-        from loom.plugins import effect_params, visual_effect
 
         effect = visual_effect(self.segment_type, f"{where}.segment_type")
         self.params = effect_params(effect, self.params, f"{where}.params")

@@ -43,7 +43,7 @@ def make_recipient(
 ) -> RowOutcome:
     """One row: the recipient's steps as tasks of this campaign run (or, with ``flow_run_per_row``, as
     a ``personalize-recipient`` subflow run). Its failure is recorded, never raised."""
-    from flows.recipient import personalize_recipient
+    from flows.recipient import personalize_recipient  # tasks sit below flows: the flow is called, not imported at load
 
     started = time.perf_counter()
     try:

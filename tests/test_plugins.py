@@ -210,3 +210,31 @@ def test_effect_params_and_types_are_checked_with_one_line(plugin_dir: Path, tmp
     template = parse_template(_effect_template(tmp_path, segment_type="pixelate", placeholder_key="company_name"))
     assert template.placeholders() == ["company_name"] and template.visual_segments[0].params == {"block": 8}
 
+
+
+class _Shrinking:
+    def apply(self, frame: np.ndarray, box: tuple[int, int, int, int], params: dict) -> np.ndarray:
+        return frame[:10]
+
+
+class _Spilling:
+    """Paints the whole frame: only what it changed inside the box may become the patch."""
+
+    def apply(self, frame: np.ndarray, box: tuple[int, int, int, int], params: dict) -> np.ndarray:
+        frame[...] = 255
+        return frame
+
+
+def test_an_effect_is_held_to_its_box_and_to_the_frames_shape() -> None:
+    from loom.errors import RecipientFailed
+    from loom.visual.effects import effect_patch
+
+    frame = np.zeros((40, 60, 3), np.uint8)
+    frame[10:20, 10:30] = 255  # already white inside part of the box: those pixels are not changed
+    patch = effect_patch(_Spilling(), "spill", frame, (5, 8, 30, 20), {})
+    assert (patch.x, patch.y) == (5, 8) and patch.rgba.shape == (20, 30, 4)
+    alpha = patch.rgba[..., 3]
+    assert alpha[2:12, 5:25].max() == 0 and alpha.sum() == 255 * (20 * 30 - 10 * 20)
+    with pytest.raises(RecipientFailed, match=r"visual effect shrink returned uint8 \(10, 60, 3\)") as err:
+        effect_patch(_Shrinking(), "shrink", frame, (5, 8, 30, 20), {})
+    assert "\n" not in str(err.value)

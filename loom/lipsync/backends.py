@@ -10,10 +10,12 @@ importing torch costs about a second that a recipient without lip-sync should no
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 from loom import storage
 from loom.edits import AudioInsert, PatchSetRef
+from loom.lipsync.synclabs import SyncLabsClient, reachable_url, synclabs_segment
 from loom.prepared import PreparedTemplate
 from loom.template import VoiceSegment
 
@@ -39,9 +41,6 @@ class SyncLabsBackend:
     """Sync Labs' hosted API (``SYNC_API_KEY``): inputs are sent as URLs it can fetch."""
 
     def sync(self, video_path: str, audio_path: str, output_path: str, **kwargs: object) -> None:
-        import time
-
-        from loom.lipsync.synclabs import SyncLabsClient, reachable_url
 
         client = SyncLabsClient()
         work = storage.join(storage.home(), "work", "synclabs", f"clip-{int(time.time() * 1000)}")
@@ -58,6 +57,5 @@ class SyncLabsBackend:
             client.close()
 
     def segment_patches(self, prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, out_uri: str) -> PatchSetRef | None:
-        from loom.lipsync.synclabs import synclabs_segment
 
         return synclabs_segment(prepared, segment, insert, out_uri)

@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from loom import storage
+from loom import plugins, storage
 from loom.edits import AudioInsert, PatchSetRef
 from loom.lipsync.blend import blend_mouth
 from loom.lipsync.faces import FaceTrack, detect_faces, load_face_track
@@ -30,6 +30,7 @@ from loom.media.muxing import mux_frames
 from loom.media.patches import Patch, PatchSet, apply_patches
 from loom.media.probe import probe_video
 from loom.prepared import PreparedTemplate
+from loom.settings import get_settings
 from loom.template import VoiceSegment
 from loom.voice.wav import write_wav
 
@@ -275,8 +276,6 @@ def confined_clip(backend: object, name: str, video_uri: str, audio_uri: str, ou
 def lipsync_whole_clip(video_uri: str, audio_uri: str, out_uri: str, checkpoint: str | None = None) -> dict[str, object]:
     """``loom lipsync``: the configured backend on a whole clip. A backend whose ``sync`` confines
     itself (the built-in Wav2Lip) writes the output; any other is confined here."""
-    from loom import plugins
-    from loom.settings import get_settings
 
     name = get_settings().lipsync_backend
     backend = plugins.lipsync_backend(name)

@@ -27,10 +27,16 @@ from loom import storage
 from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
-from loom.lipsync.audio import SAMPLE_RATE, load_speech, mel_start, mel_windows, melspectrogram
+from loom.lipsync.audio import (
+    SAMPLE_RATE,
+    load_speech,
+    mel_start,
+    mel_windows,
+    melspectrogram,
+)
 from loom.lipsync.blend import blend_mouth
-from loom.lipsync.clips import FramePatch, Patcher, encode_clip, load_output_audio
 from loom.lipsync.checkpoint import load_wav2lip, short_digest
+from loom.lipsync.clips import FramePatch, Patcher, encode_clip, load_output_audio
 from loom.lipsync.faces import FaceBox, FaceTrack, detect_faces, load_face_track
 from loom.lipsync.model import FACE_SIZE, Wav2Lip
 from loom.lipsync.notice import forget_warning, warn_no_checkpoint

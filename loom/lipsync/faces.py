@@ -22,6 +22,7 @@ from loom import storage
 from loom.errors import InputError
 from loom.media.frames import read_frames
 from loom.media.probe import VideoInfo
+from loom.settings import get_settings
 
 log = logging.getLogger("loom.lipsync")
 
@@ -141,7 +142,6 @@ class YuNetFaceDetector:
 def face_detector(face_model: str | None = None) -> FaceDetector:
     """YuNet when a model file is configured (``LOOM_FACE_MODEL``), else the Haar cascade."""
     if face_model is None:
-        from loom.settings import get_settings
 
         face_model = get_settings().face_model
     return YuNetFaceDetector(face_model) if face_model else HaarFaceDetector()

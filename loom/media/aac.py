@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 
+import av
 import numpy as np
 
 from loom import storage
@@ -42,7 +43,6 @@ def add_aac_stream(out, rate: int, channels: int):  # noqa: ANN001, ANN201
 
 def encode_range(stream, mixer: Mixer, lo: int, hi: int) -> Iterator:  # noqa: ANN001
     """Encode mixed samples [lo, hi) (``lo`` on the 1024 grid) and flush; packet pts in samples."""
-    import av
 
     layout = channel_layout(mixer.channels)
 
@@ -62,7 +62,6 @@ def encode_range(stream, mixer: Mixer, lo: int, hi: int) -> Iterator:  # noqa: A
 
 def encode_aac_track(audio_uri: str, out_uri: str) -> str:
     """The template's AAC track (``.m4a``): the original WAV encoded once."""
-    import av
 
     with open_pcm(audio_uri) as (pcm, rate), storage.staged_output(out_uri, suffix=".m4a") as target:
         mixer = Mixer(pcm, rate, [])
@@ -104,7 +103,6 @@ class RecipientAudio:
     only the audio waits for them."""
 
     def __init__(self, audio_uri: str, inserts: list[AudioInsert] | Future) -> None:
-        import av
 
         self._stack = contextlib.ExitStack()
         pcm, self.rate = self._stack.enter_context(open_pcm(audio_uri))
@@ -121,7 +119,6 @@ class RecipientAudio:
                 self.source, self.ain = source, ain
         if self.source is None:
             return  # no template track: the whole mix is encoded while muxing
-        from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-aac")
         self._windows = self._pool.submit(self._encode_windows)
@@ -134,7 +131,6 @@ class RecipientAudio:
 
     def _reencoded(self, mixer: Mixer, a: int, b: int) -> list:
         """Packets [a, b) of a fresh encode of the mix, started early enough to settle."""
-        import av
 
         encoder = av.CodecContext.create("aac", "w")
         encoder.sample_rate, encoder.layout, encoder.format = self.rate, channel_layout(mixer.channels), "fltp"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
 from loom import storage
@@ -62,7 +63,6 @@ def extract_audio(video_uri: str, out_uri: str, video_start: float, duration: fl
     Keeps the channel count; keeps 44.1/48 kHz, resamples any other rate to 48 kHz. Audio that
     starts after the first video frame is padded with silence; audio before it is dropped.
     """
-    import av
 
     with storage.local_path(video_uri) as path, av.open(str(path)) as container:
         if not container.streams.audio:
@@ -192,7 +192,6 @@ class Mixer:
 
 def load_insert(insert: AudioInsert, rate: int, channels: int) -> np.ndarray:
     """An insert's WAV as float32 ``(samples, channels)`` at ``rate``, exactly its window long."""
-    import av
 
     with storage.local_path(insert.uri, suffix=".wav") as path, av.open(str(path)) as container:
         resampler = av.AudioResampler(format="flt", layout=channel_layout(channels), rate=rate)

@@ -9,11 +9,13 @@ parameters, so its SPS/PPS equal a span's and the splice needs no extra paramete
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
 import av
 
+from loom import local_cache
 from loom.media import h264
 from loom.media.muxing import encoded_packets
 
@@ -109,9 +111,6 @@ class SpanEncoder:
     def probe_headers(self) -> list[bytes]:
         """The SPS and PPS this encoder writes (encodes one grey frame). Kept in the local cache
         under everything that shapes them (settings, x264 parameters, the FFmpeg build)."""
-        import json
-
-        from loom import local_cache
 
         identity = json.dumps([av.__version__, av.library_versions.get("libavcodec"), self._options(),
                                self.width, self.height, self.pix_fmt, str(self.fps), str(self.sample_aspect),

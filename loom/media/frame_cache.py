@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from loom import local_cache
+from loom.media.frames import read_video_frames
 
 _SUFFIX = ".yuv"
 _COLOUR = ("colorspace", "color_range", "color_primaries", "color_trc")
@@ -105,7 +106,6 @@ def span_frames(
     caller will draw on) come in private memory: copying a frame whole costs less than the
     copy-on-write faults of the pages a patch touches (measured: 0.13 CPU-s over 135 patched 720p
     frames)."""
-    from loom.media.frames import read_video_frames
 
     entry = _entry(uri, path, first, stop) if stop > first else None
     if entry is None:

@@ -9,6 +9,7 @@ not the frame size.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from loom.media.patches import Patch
@@ -34,7 +35,6 @@ def patch_yuv420p(y_plane: np.ndarray, u_plane: np.ndarray, v_plane: np.ndarray,
     of the patch's alpha-weighted chroma. Where alpha is 0 the planes keep their exact values.
     Every step runs on whole 2-D planes (numpy is slow over a short innermost RGBA axis).
     """
-    import cv2
 
     h, w = y_plane.shape
     kr, kg, kb = _coefficients(colorspace)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -59,7 +60,6 @@ def read_npz(uri: str) -> dict[str, np.ndarray]:
 
 
 def _mapped_members(path: str) -> dict[str, np.ndarray]:
-    import struct
 
     arrays: dict[str, np.ndarray] = {}
     with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:

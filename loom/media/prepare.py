@@ -15,12 +15,20 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import imageio_ffmpeg
 from pydantic import BaseModel
 
 from loom import storage
 from loom.allocator import keep_freed_memory
 from loom.errors import InputError
+from loom.media import h264
+from loom.media.aac import aac_track_uri, encode_aac_track
+from loom.media.audio_mix import extract_audio
+from loom.media.cut_plan import SpliceImpossible
+from loom.media.encode import MEZZANINE_CRF, mezzanine_x264_args, x264_profile
 from loom.media.probe import VideoInfo, probe_video
+from loom.media.splice import splice_video
 
 log = logging.getLogger("loom.media")
 
@@ -43,7 +51,6 @@ class PreparedMedia(BaseModel):
 
 def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
     """Why this recording cannot be spliced as it is, or None when its packets can be kept."""
-    from loom.media.encode import x264_profile
 
     suffix = Path(uri.split("?")[0]).suffix.lower()
     if info.container not in _KEPT_CONTAINERS or suffix not in _KEPT_SUFFIXES:
@@ -68,9 +75,6 @@ def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
 
 
 def _keyframes_are_idr(uri: str) -> bool:
-    import av
-
-    from loom.media import h264
 
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -95,9 +99,6 @@ def working_rate(info: VideoInfo) -> Fraction:
 
 def make_mezzanine(source: VideoInfo, src_uri: str, cut_times: list[float], out_uri: str) -> VideoInfo:
     """Encode the visually lossless H.264 working video with keyframes at every cut (ffmpeg binary)."""
-    import imageio_ffmpeg
-
-    from loom.media.encode import mezzanine_x264_args
 
     fps = working_rate(source)
     width, height = (source.height, source.width) if source.rotation in (90, 270) else (source.width, source.height)
@@ -141,9 +142,6 @@ def plant_keyframes(source: VideoInfo, src_uri: str, frames: list[int], out_uri:
     """Copy of an H.264 recording with IDR pictures at ``frames``: only the GOPs holding them are
     re-encoded (visually lossless), every other packet is the source's. Recipients then re-encode
     exactly their spans, and share every packet outside them."""
-    from loom.media.encode import MEZZANINE_CRF
-    from loom.media.cut_plan import SpliceImpossible
-    from loom.media.splice import splice_video
 
     with storage.staged_output(out_uri, suffix=".mp4") as target:
         try:
@@ -157,8 +155,6 @@ def plant_keyframes(source: VideoInfo, src_uri: str, frames: list[int], out_uri:
 def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> PreparedMedia:
     """Probe, keep or convert the video; decode the audio once to ``root/audio.wav`` and encode it
     once to ``root/audio.m4a`` (AAC), which recipients copy outside their voice windows."""
-    from loom.media.aac import aac_track_uri, encode_aac_track
-    from loom.media.audio_mix import extract_audio
 
     keep_freed_memory()
     source = probe_video(base_video_uri)
@@ -195,7 +191,6 @@ def _video_start(uri: str) -> float:
     AVI stores no presentation times: frame i is shown at i / fps from the first packet, and the
     times FFmpeg guesses add the codec's B-frame delay, so there the first packet's time is used.
     """
-    import av
 
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]

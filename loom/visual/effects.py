@@ -26,6 +26,7 @@ from loom.media.frames import read_frames
 from loom.media.patches import Patch, PatchSet
 from loom.prepared import PreparedTemplate
 from loom.template import VisualSegment
+from loom.visual.draw import draw_segment
 from loom.visual.tracking import load_track
 
 
@@ -33,7 +34,6 @@ class _ContentReplacement:
     replaces_content = True  # prepare removes the original once (clean plate); recipients draw over it
 
     def draw(self, prepared: PreparedTemplate, segment: VisualSegment, value: str | None, out_uri: str, in_memory: bool = False) -> PatchSetRef:
-        from loom.visual.draw import draw_segment
 
         return draw_segment(prepared, segment, value or "", out_uri, in_memory=in_memory)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import ImageFont
 
+from loom import local_cache
+
 
 @dataclass(frozen=True)
 class FontFace:
@@ -99,7 +101,6 @@ def coverage(face: FontFace) -> frozenset[int]:
     """Code points the face maps to a glyph (its best Unicode cmap). Kept in the local cache per
     font file (path, size, modification time): reading a cmap with fontTools costs a process
     ~30 ms, most of it importing fontTools."""
-    from loom import local_cache
 
     try:
         identity = f"{local_cache.file_identity(face.path, Path(face.path))}\n{face.index}"
@@ -116,7 +117,7 @@ def coverage(face: FontFace) -> frozenset[int]:
 
 
 def _read_coverage(face: FontFace) -> frozenset[int]:
-    from fontTools.ttLib import TTFont
+    from fontTools.ttLib import TTFont  # ~30 ms, paid only when a coverage is not in the local cache
 
     font = TTFont(face.path, fontNumber=face.index, lazy=True)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import av
 import numpy as np
 
 from loom import storage
@@ -147,7 +148,6 @@ def _resample(mono: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return mono.astype(np.float32)
     # FFmpeg's resampler (PyAV is loaded anyway); scipy.signal would cost ~1 s of import per process.
-    import av
 
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono, dtype=np.float32)[None, :], format="fltp", layout="mono")
     frame.sample_rate = rate

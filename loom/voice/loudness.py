@@ -7,6 +7,7 @@ alone costs about a second in every fresh ``loom personalize`` process. The two 
 
 from __future__ import annotations
 
+import av
 import numpy as np
 
 # BS.1770 gates in 400 ms blocks: shorter audio has no integrated loudness, so it is measured by
@@ -34,7 +35,6 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
 
 
 def _ebur128_integrated(audio: np.ndarray, sample_rate: int) -> float:
-    import av
 
     layout = _LAYOUTS[audio.shape[1]]
     graph = av.filter.Graph()

@@ -38,7 +38,7 @@ class OfflineProvider:
         return self.voice, "espeak-ng", {"wpm": self.words_per_minute, "pitch": self.pitch}
 
     def speak(self, text: str, voice_id: str) -> SpokenAudio:
-        from loom.voice.offline import speak_offline
+        from loom.voice.offline import speak_offline  # loads libespeak-ng: only when the offline voice speaks
 
         return speak_offline(text, self.voice, self.words_per_minute, self.pitch)
 
@@ -62,7 +62,7 @@ def _announce_offline() -> None:
 def choose_provider(config: VoiceConfig) -> SpeechProvider:
     """ElevenLabs when a key is configured, else the offline voice (said once per process)."""
     if config.uses_elevenlabs:
-        from loom.voice.elevenlabs import ElevenLabsProvider
+        from loom.voice.elevenlabs import ElevenLabsProvider  # the ElevenLabs SDK (~0.3 s): only with a key
 
         assert config.elevenlabs is not None
         return ElevenLabsProvider(config.elevenlabs)

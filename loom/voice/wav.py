@@ -49,7 +49,7 @@ def read_wav(uri: str) -> tuple[np.ndarray, int]:
     pcm = _read_pcm(io.BytesIO(raw))
     if pcm is not None:
         return pcm
-    from scipy.io import wavfile
+    from scipy.io import wavfile  # only for WAVs _read_pcm does not read: ~0.17 s to import
 
     rate, data = wavfile.read(io.BytesIO(raw))
     return to_float(data), int(rate)
@@ -65,7 +65,7 @@ def read_wav_span(uri: str, start: int, stop: int) -> tuple[np.ndarray, int]:
             pcm = _read_pcm(handle, start, stop)
         if pcm is not None:
             return pcm
-        from scipy.io import wavfile
+        from scipy.io import wavfile  # as in read_wav
 
         rate, mapped = wavfile.read(str(path), mmap=True)
         return to_float(np.array(mapped[max(start, 0) : max(stop, 0)])), int(rate)
