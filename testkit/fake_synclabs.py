@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import av
 
 from loom.media.muxing import mux_frames
+from testkit.http import serving
 
 MODELS = {"sync-3", "lipsync-2", "lipsync-2-pro", "lipsync-1.9.0-beta", "react-1"}
 
@@ -179,12 +179,6 @@ def _handler(fake: FakeSyncLabs) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def running_fake_synclabs(api_key: str, workdir: Path) -> Iterator[FakeSyncLabs]:
     fake = FakeSyncLabs(api_key, workdir)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(fake)) as server:
+        fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from testkit.http import serving
 
 
 @dataclass
@@ -56,13 +57,7 @@ def webhook_receiver(answers: list[int] | None = None, redirect_to: str | None =
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    state.url = f"http://127.0.0.1:{state.port}/hooks/loom?token=abc"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        state.port = server.server_address[1]
+        state.url = f"http://127.0.0.1:{state.port}/hooks/loom?token=abc"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
