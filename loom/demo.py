@@ -23,7 +23,7 @@ from loom import storage
 from loom.campaign import plan_campaign, run_campaign_locally
 from loom.errors import RecipientFailed
 from loom.media.frames import read_frames
-from loom.media.muxing import mux_frames
+from loom.media.muxing import mux_frames, planar_frames
 from loom.media.probe import probe_video
 from loom.pipeline import template_version
 from loom.template import load_template
@@ -167,16 +167,7 @@ def make_base_recording(path: Path) -> dict[str, float]:
         n = frames * SAMPLE_RATE // FPS
         audio = np.zeros((2, n), np.float32)
         audio[:, : min(n, stereo.shape[1])] = stereo[:, :n]
-
-        def sound() -> Iterator[av.AudioFrame]:
-            for start in range(0, n, chunk):
-                block = np.ascontiguousarray(audio[:, start : start + chunk])
-                af = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
-                af.sample_rate = SAMPLE_RATE
-                af.pts = start
-                yield af
-
-        mux_frames(out, aus, sound())
+        mux_frames(out, aus, planar_frames(audio, SAMPLE_RATE, "stereo", chunk))
     return {"greeting_end": greeting_end, "duration": frames / FPS, "plate_start": plate_span[0], "plate_end": plate_span[1]}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from loom.media.muxing import mux_frames
+from loom.media.muxing import mux_frames, planar_frames
 
 # Audio codec per container when the caller does not name one.
 _DEFAULT_AUDIO = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".mkv": "aac", ".avi": "ac3", ".webm": "libopus"}
@@ -146,18 +146,7 @@ def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.Audi
     layout = stream.layout.name
     planar = np.ascontiguousarray(samples)
     resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
-
-    def frames() -> Iterator[av.AudioFrame]:
-        for pos in range(0, planar.shape[1], chunk):
-            piece = np.ascontiguousarray(planar[:, pos : pos + chunk])
-            frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
-            frame.sample_rate = rate
-            frame.pts = pos
-            frame.time_base = Fraction(1, rate)
-            yield from resampler.resample(frame)
-        yield from resampler.resample(None)
-
-    mux_frames(out, stream, frames())
+    mux_frames(out, stream, planar_frames(planar, rate, layout, chunk, resampler))
 
 
 def decode_rgb(path: str | Path) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ from loom.lipsync.blend import blend_mouth
 from loom.lipsync.faces import FaceTrack, detect_faces, load_face_track
 from loom.media.audio_mix import Mixer, open_pcm
 from loom.media.frames import read_frames
-from loom.media.muxing import mux_frames
+from loom.media.muxing import mux_frames, planar_frames
 from loom.media.patches import Patch, PatchSet, apply_patches
 from loom.media.probe import probe_video
 from loom.prepared import PreparedTemplate
@@ -232,18 +232,7 @@ def encode_clip(video_uri: str, target: Path, patcher: Patcher, sound: np.ndarra
 def encode_sound(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, sound: np.ndarray) -> None:
     layout = stream.layout.name
     resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=OUTPUT_RATE)
-    chunk = 4096
-
-    def frames() -> Iterator[av.AudioFrame]:
-        for pos in range(0, sound.shape[1], chunk):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, pos : pos + chunk]), format="fltp", layout=layout)
-            frame.sample_rate = OUTPUT_RATE
-            frame.pts = pos
-            frame.time_base = Fraction(1, OUTPUT_RATE)
-            yield from resampler.resample(frame)
-        yield from resampler.resample(None)
-
-    mux_frames(out, stream, frames())
+    mux_frames(out, stream, planar_frames(sound, OUTPUT_RATE, layout, 4096, resampler))
 
 
 def confined_clip(backend: object, name: str, video_uri: str, audio_uri: str, out_uri: str) -> dict[str, object]:

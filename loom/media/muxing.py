@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from fractions import Fraction
+
 import av
+import numpy as np
 
 
 def encoded_packets(encoder: Any, frames: Iterable[av.VideoFrame | av.AudioFrame]) -> Iterator[av.Packet]:
@@ -21,6 +24,24 @@ def mux_frames(out: av.container.OutputContainer, stream: Any, frames: Iterable[
     """Encode ``frames`` with ``stream``'s encoder and mux every packet, flush included."""
     for packet in encoded_packets(stream, frames):
         out.mux(packet)
+
+
+def planar_frames(
+    samples: np.ndarray, rate: int, layout: str, chunk: int, resampler: av.AudioResampler | None = None
+) -> Iterator[av.AudioFrame]:
+    """float32 ``(channels, n)`` samples as ``fltp`` frames of ``chunk`` samples (pts in samples),
+    passed through ``resampler`` (and its flush) when the encoder wants another format."""
+    for pos in range(0, samples.shape[1], chunk):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, pos : pos + chunk]), format="fltp", layout=layout)
+        frame.sample_rate = rate
+        frame.pts = pos
+        frame.time_base = Fraction(1, rate)
+        if resampler is None:
+            yield frame
+        else:
+            yield from resampler.resample(frame)
+    if resampler is not None:
+        yield from resampler.resample(None)
 
 
 def interleave(video: Iterator, audio: Iterator) -> Iterator:
