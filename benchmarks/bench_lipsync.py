@@ -19,6 +19,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from loom.edits import AudioInsert  # noqa: E402
 from loom.lipsync import engine  # noqa: E402
 from loom.lipsync.checkpoint import load_wav2lip, write_random_checkpoint  # noqa: E402
 from loom.lipsync.faces import FaceBox, FaceTrack, detect_faces  # noqa: E402
+from loom.media.muxing import mux_frames  # noqa: E402
 from loom.media.probe import probe_video  # noqa: E402
 from loom.prepared import PreparedTemplate  # noqa: E402
 from loom.settings import reload_settings  # noqa: E402
@@ -49,14 +51,15 @@ def make_clip(path: Path, frames: int) -> Path:
         vs = out.add_stream("libx264", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
         vs.options = {"crf": "20", "preset": "ultrafast"}
-        for i in range(frames):
-            rgb = np.stack([(xx + 3 * i) % 256, (yy + 2 * i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+
+        def video() -> Iterator[av.VideoFrame]:
+            for i in range(frames):
+                rgb = np.stack([(xx + 3 * i) % 256, (yy + 2 * i) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts, frame.time_base = i, Fraction(1, FPS)
+                yield frame
+
+        mux_frames(out, vs, video())
     return path
 
 

@@ -23,6 +23,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from loom.media.muxing import mux_frames  # noqa: E402
 from loom.media.patches import PatchSet  # noqa: E402
 from loom.media.probe import probe_video  # noqa: E402
 from loom.prepared import PreparedTemplate  # noqa: E402
@@ -64,24 +66,25 @@ def make_clip(path: Path) -> Path:
         vs = out.add_stream("libx264", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
         vs.options = {"crf": "18", "preset": "veryfast"}
-        for i in range(n):
-            frame = slide.copy()
-            shift = 2 * i  # the right half is camera footage panning left
-            frame[:, 640:] = texture[20 : 20 + H, shift : shift + 640]
-            mx, my = int(MARK_AT[0] - shift), int(MARK_AT[1])
-            if 640 <= mx and mx + MARK[0] <= W:
-                cv2.rectangle(frame, (mx, my), (mx + MARK[0], my + MARK[1]), (200, 30, 30), -1)
-                cv2.circle(frame, (mx + MARK[0] // 2, my + MARK[1] // 2), 30, (250, 250, 250), -1)
-            x, y, bw, bh = TEXT_BOX
-            y -= i
-            cv2.rectangle(frame, (int(x), int(y)), (int(x + bw), int(y + bh)), (255, 255, 255), -1)
-            cv2.putText(frame, "Acme Corp", (int(x) + 40, int(y) + 50), cv2.FONT_HERSHEY_DUPLEX, 1.5, (30, 40, 120), 2, cv2.LINE_AA)
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, FPS)
-            for p in vs.encode(vf):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+
+        def video() -> Iterator[av.VideoFrame]:
+            for i in range(n):
+                frame = slide.copy()
+                shift = 2 * i  # the right half is camera footage panning left
+                frame[:, 640:] = texture[20 : 20 + H, shift : shift + 640]
+                mx, my = int(MARK_AT[0] - shift), int(MARK_AT[1])
+                if 640 <= mx and mx + MARK[0] <= W:
+                    cv2.rectangle(frame, (mx, my), (mx + MARK[0], my + MARK[1]), (200, 30, 30), -1)
+                    cv2.circle(frame, (mx + MARK[0] // 2, my + MARK[1] // 2), 30, (250, 250, 250), -1)
+                x, y, bw, bh = TEXT_BOX
+                y -= i
+                cv2.rectangle(frame, (int(x), int(y)), (int(x + bw), int(y + bh)), (255, 255, 255), -1)
+                cv2.putText(frame, "Acme Corp", (int(x) + 40, int(y) + 50), cv2.FONT_HERSHEY_DUPLEX, 1.5, (30, 40, 120), 2, cv2.LINE_AA)
+                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                vf.pts, vf.time_base = i, Fraction(1, FPS)
+                yield vf
+
+        mux_frames(out, vs, video())
     return path
 
 

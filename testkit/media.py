@@ -8,7 +8,7 @@ a tone with a slow amplitude envelope, so a shifted or replaced window shows up 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -147,6 +147,26 @@ def _write_audio(out: av.container.OutputContainer, stream: av.audio.stream.Audi
     planar = np.ascontiguousarray(samples)
     resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
     mux_frames(out, stream, planar_frames(planar, rate, layout, chunk, resampler))
+
+
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int | Fraction = 25, crf: int = 18,
+              preset: str = "veryfast") -> Path:
+    """RGB frames (any iterable, read once) as an H.264 MP4 without audio."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.options = {"crf": str(crf), "preset": preset}
+
+        def video() -> Iterator[av.VideoFrame]:
+            for i, rgb in enumerate(frames):
+                if i == 0:
+                    stream.width, stream.height, stream.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts, frame.time_base = i, 1 / Fraction(fps)
+                yield frame
+
+        mux_frames(out, stream, video())
+    return path
 
 
 def decode_rgb(path: str | Path) -> list[np.ndarray]:

@@ -9,13 +9,13 @@ No tests here; the file is named for the suite so it stays with the lip-sync tes
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 from skimage import data
+
+from testkit.media import write_mp4
 
 FPS = 25
 SIZE = (320, 240)
@@ -56,21 +56,7 @@ def face_frame(i: int) -> np.ndarray:
 
 def write_face_clip(path: str | Path, n_frames: int = N_FRAMES, offset: int = 0) -> Path:
     """Frames ``offset .. offset + n_frames - 1`` of the layout above, as an H.264 MP4."""
-    path = Path(path)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=FPS)
-        vs.width, vs.height = SIZE
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"crf": "16", "preset": "veryfast"}
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(face_frame(offset + i), format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, FPS)
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
-    return path
+    return write_mp4(path, (face_frame(offset + i) for i in range(n_frames)), FPS, crf=16)
 
 
 def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:

@@ -21,7 +21,7 @@ from loom.media.patches import PatchSet
 from loom.media.probe import probe_video
 from loom.settings import reload_settings
 from loom.template import parse_template
-from testkit.media import decode_rgb, make_clip
+from testkit.media import decode_rgb, make_clip, write_mp4
 from tests.test_lipsync_fixtures import FPS, make_insert, make_prepared, speech_like, write_face_clip, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,19 +131,7 @@ class _ShortClip:
     """A backend that drops a frame: its output cannot be matched to the window's frames."""
 
     def sync(self, video_path: str, audio_path: str, output_path: str, **kwargs: object) -> None:
-        frames = decode_rgb(video_path)[:-1]
-        import av
-
-        with av.open(output_path, "w") as out:
-            stream = out.add_stream("libx264", rate=FPS)
-            stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-            for n, rgb in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = n
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
+        write_mp4(output_path, decode_rgb(video_path)[:-1], FPS)
 
 
 def test_a_clip_that_comes_back_with_other_frames_leaves_the_mouth_untouched_and_flagged(tmp_path: Path) -> None:

@@ -5,10 +5,8 @@ The scenes here are also used by the other ``test_visual_*`` files.
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from loom.media.probe import VideoInfo, probe_video
 from loom.prepared import PreparedTemplate
 from loom.template import Template, VisualSegment
 from loom.visual.tracking import Track, load_track, track_segment
+from testkit.media import write_mp4
 
 SIZE = (320, 240)
 MARK = (48, 32)
@@ -95,23 +94,6 @@ def scrolling_page(n: int = 40, step: float = 1.7, name: str = "Acme Corp"):
         frames.append(cv2.warpAffine(world, m, (w, h), flags=cv2.INTER_LINEAR))
         boxes.append((plate[0], plate[1] - step * i, plate[2], plate[3]))
     return frames, boxes
-
-
-def write_mp4(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
-    """A small H.264 mp4 of ``frames`` (RGB)."""
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-        vs.options = {"crf": "18", "preset": "veryfast"}
-        for i, f in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
-    return path
 
 
 def box_segment(box: tuple[float, float, float, float], kind: str = "image", seconds: float = 2.0, **extra) -> VisualSegment:
