@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import manimgx_fonts
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.signal import resample_poly
@@ -58,7 +59,6 @@ class DemoResult:
 
 
 def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    import manimgx_fonts
 
     font = ImageFont.truetype(str(Path(manimgx_fonts.__file__).parent / "NotoSans[wght].ttf"), size)
     try:

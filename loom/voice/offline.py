@@ -11,6 +11,7 @@ import ctypes
 import threading
 from dataclasses import dataclass
 
+import espeakng_loader
 import numpy as np
 
 from loom.voice.clip import Alignment, SpokenAudio
@@ -58,7 +59,6 @@ class _Engine:
     """The one espeak-ng instance of this process: its state is global, so calls are serialized."""
 
     def __init__(self) -> None:
-        import espeakng_loader
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         lib = self._lib
