@@ -23,7 +23,7 @@ from blocks import apply_configured_blocks
 from loom.campaign import plan_campaign
 from loom.pipeline import template_version
 from loom.template import load_template
-from tasks.artifacts import campaign_reporter, campaign_table, record_campaign_lineage
+from tasks.artifacts import CampaignReporter, campaign_table, record_campaign_lineage
 from tasks.campaign_rows import make_batches, make_rows
 from tasks.prepare import prepare_template_fresh
 
@@ -65,15 +65,15 @@ def campaign(
     plan = plan_campaign(tpl, template_version(tpl), sheet, output_dir)
     plan = plan.only_rows(rows) if rows else plan  # a batch of a scaled-out campaign
     key = None if rows else "campaign"  # the UI's campaign artifacts are the parent's
-    report = campaign_reporter(plan, f"{tpl.id}: {sheet}", key)
+    report = CampaignReporter(plan, f"{tpl.id}: {sheet}", key)
     prepared = prepare_template_fresh(tpl) if plan.to_make else None  # once, before the fan-out
     if scale_out and not rows:
-        make_batches(plan, template, sheet, concurrency, batch_size, on_batch=report)
+        make_batches(plan, template, sheet, concurrency, batch_size, on_row=report.row_settled)
     elif prepared is not None:
-        make_rows(plan, template, prepared, concurrency, workers, flow_run_per_row, on_row=report)
+        make_rows(plan, template, prepared, concurrency, workers, flow_run_per_row, on_row=report.row_settled)
         if not flow_run_per_row:  # rows made here record their lineage at once; their own runs record theirs
             record_campaign_lineage(prepared, {e.row.key: e.output_uri for e in plan.entries if e.status == "done"})
-    report(final=True)
+    report.close()
     campaign_table(plan, tpl.id, key)
     seconds = round(time.perf_counter() - started, 3)
     return CampaignResult(manifest_uri=plan.manifest_uri, output_dir=plan.output_dir, counts=plan.counts(), seconds=seconds)

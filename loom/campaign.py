@@ -134,21 +134,45 @@ def _inert(value: object) -> object:
     return value
 
 
-def manifest_csv(entries: list[CampaignEntry]) -> str:
+def manifest_csv(entries: list[CampaignEntry], header: bool = True) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS)
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     for entry in entries:
         writer.writerow({k: _inert(v) for k, v in entry.manifest_row().items()})
     return buf.getvalue()
 
 
 def write_manifest(plan: CampaignPlan) -> str:
+    """The whole manifest, one line per row."""
     return storage.write_text(plan.manifest_uri, manifest_csv(plan.entries))
 
 
+class ManifestWriter:
+    """The manifest kept current as rows settle, in O(n) over a campaign: written whole once, then
+    one line appended per settled row (a later line for a row supersedes its earlier one, as
+    ``read_manifest_statuses`` reads it), and written whole again, one line per row, at the end.
+    A remote manifest (gs://) cannot be appended to: it is rewritten at most every ``every_s``."""
+
+    def __init__(self, plan: CampaignPlan, every_s: float = 5.0) -> None:
+        self.plan = plan
+        self._local = not storage.is_remote(plan.manifest_uri)
+        self._throttle = Throttle(every_s)
+        write_manifest(plan)
+
+    def row_settled(self, entry: CampaignEntry) -> None:
+        if self._local:
+            storage.append_text(self.plan.manifest_uri, manifest_csv([entry], header=False))
+        elif self._throttle.due():
+            write_manifest(self.plan)
+
+    def close(self) -> str:
+        return write_manifest(self.plan)
+
+
 def read_manifest_statuses(uri: str) -> dict[int, tuple[str, str]]:
-    """``{row: (status, error)}`` of a manifest written by ``write_manifest`` (empty if none)."""
+    """``{row: (status, error)}`` of a manifest (empty if none); a row's last line wins."""
     if not storage.exists(uri):
         return {}
     return {int(r["row"]): (r["status"], r["error"]) for r in csv.DictReader(io.StringIO(storage.read_text(uri)))}
@@ -191,14 +215,14 @@ def make_entry(plan: CampaignPlan, entry: CampaignEntry, personalize: Callable[.
 def run_campaign_locally(
     plan: CampaignPlan, concurrency: int = 2, on_progress: Callable[[CampaignEntry], None] | None = None
 ) -> CampaignPlan:
-    """Make every pending entry with a bounded thread pool, then write the manifest."""
-
+    """Make every pending entry with a bounded thread pool; the manifest is current after each row."""
     if plan.to_make:
         prepare_template(plan.template)  # once, before the fan-out
+    manifest = ManifestWriter(plan)
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         for entry in pool.map(lambda e: make_entry(plan, e, personalize), plan.to_make):
             if on_progress:
                 on_progress(entry)
-            write_manifest(plan)
-    write_manifest(plan)
+            manifest.row_settled(entry)
+    manifest.close()
     return plan

@@ -92,6 +92,15 @@ def write_bytes(uri: str, data: bytes) -> str:
     return path
 
 
+def append_text(uri: str, text: str) -> str:
+    """Add ``text`` at the end of a local file (an object store cannot append: callers rewrite)."""
+    if is_remote(uri):
+        raise ValueError(f"cannot append to {uri}: rewrite it instead")
+    with open(_local(uri), "a", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return uri
+
+
 def write_text(uri: str, text: str) -> str:
     return write_bytes(uri, text.encode("utf-8"))
 

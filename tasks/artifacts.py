@@ -7,7 +7,6 @@ graph in Prefect Cloud) and as a table artifact, which the open-source UI shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,7 +20,7 @@ from prefect.artifacts import (
 from prefect.assets import Asset, add_asset_metadata, materialize
 
 from loom import storage
-from loom.campaign import CampaignPlan, Throttle, write_manifest
+from loom.campaign import CampaignEntry, CampaignPlan, ManifestWriter, Throttle
 from loom.pipeline import RecipientResult
 from loom.prepared import PreparedTemplate
 
@@ -161,19 +160,25 @@ def record_artifacts(prepared: PreparedTemplate, result: RecipientResult) -> dic
 PROGRESS_EVERY_S = 2.0
 
 
-def campaign_reporter(plan: CampaignPlan, description: str, key: str | None) -> Callable[[], None]:
-    """Write the manifest and a progress artifact now; the returned call does it again after each
-    row (the manifest every time, so a kill loses nothing; the progress at most every 2 s)."""
-    write_manifest(plan)
-    progress = create_progress_artifact(plan.progress(), key=key and f"{key}-progress", description=description)
-    throttle = Throttle(PROGRESS_EVERY_S)
+class CampaignReporter:
+    """The manifest and a progress artifact of a campaign run: the manifest current after every
+    row (``loom.campaign.ManifestWriter``: a kill loses nothing, and a large sheet costs O(n)), the
+    progress artifact updated at most every 2 s (a server call each)."""
 
-    def report(final: bool = False) -> None:
-        write_manifest(plan)
-        if final or throttle.due():
-            update_progress_artifact(progress, 100.0 if final else plan.progress())
+    def __init__(self, plan: CampaignPlan, description: str, key: str | None) -> None:
+        self.plan = plan
+        self.manifest = ManifestWriter(plan)
+        self.progress = create_progress_artifact(plan.progress(), key=key and f"{key}-progress", description=description)
+        self.throttle = Throttle(PROGRESS_EVERY_S)
 
-    return report
+    def row_settled(self, entry: CampaignEntry) -> None:
+        self.manifest.row_settled(entry)
+        if self.throttle.due():
+            update_progress_artifact(self.progress, self.plan.progress())
+
+    def close(self) -> None:
+        self.manifest.close()
+        update_progress_artifact(self.progress, 100.0)
 
 
 def campaign_table(plan: CampaignPlan, template_id: str, key: str | None) -> None:

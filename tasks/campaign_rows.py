@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from blocks import apply_configured_blocks
 from loom import pipeline
-from loom.campaign import CampaignPlan, failure_line, read_manifest_statuses
+from loom.campaign import CampaignEntry, CampaignPlan, failure_line, read_manifest_statuses
 from loom.prepared import PreparedTemplate
 from tasks.recipient_steps import TaskSteps
 
@@ -61,7 +61,7 @@ def make_recipient(
 
 def make_rows(
     plan: CampaignPlan, template: str, prepared: PreparedTemplate, concurrency: int, workers: str, flow_run_per_row: bool,
-    on_row: Callable[[], None],
+    on_row: Callable[[CampaignEntry], None],
 ) -> None:
     """Every row still to make, ``concurrency`` at a time (threads, or worker processes); each
     outcome is settled in the plan as it comes, then ``on_row`` is called."""
@@ -83,8 +83,7 @@ def make_rows(
                 outcome = future.result()
             except Exception as exc:  # the worker process itself died (e.g. out of memory)
                 outcome = RowOutcome(number=futures[future], status="failed", error=failure_line(exc))
-            plan.settle(outcome.number, outcome.status, outcome.error, outcome.seconds)
-            on_row()
+            on_row(plan.settle(outcome.number, outcome.status, outcome.error, outcome.seconds))
 
 
 @task(name="make-batch-on-pool")
@@ -103,7 +102,9 @@ def make_batch_on_pool(template: str, sheet: str, output_dir: str, rows: list[in
     return None
 
 
-def make_batches(plan: CampaignPlan, template: str, sheet: str, concurrency: int, batch_size: int, on_batch: Callable[[], None]) -> None:
+def make_batches(
+    plan: CampaignPlan, template: str, sheet: str, concurrency: int, batch_size: int, on_row: Callable[[CampaignEntry], None]
+) -> None:
     """Scale out: each batch of rows is a child campaign run on the pool; their manifests are read
     back into the plan."""
     todo = [e.row.number for e in plan.to_make]
@@ -114,5 +115,4 @@ def make_batches(plan: CampaignPlan, template: str, sheet: str, concurrency: int
         child = read_manifest_statuses(plan.only_rows(batch).manifest_uri)
         for number in batch:
             status, error = child.get(number, ("failed", failed_run.error if failed_run else "no result from the batch run"))
-            plan.settle(number, "done" if status in ("done", "skipped") else status, error)
-        on_batch()
+            on_row(plan.settle(number, "done" if status in ("done", "skipped") else status, error))
