@@ -71,6 +71,11 @@ def plugin_list() -> list[PluginInfo]:
     return rows
 
 
+def _not_installed(found: dict[str, EntryPoint], name: str, field: str, what: str) -> InputError:
+    names = ", ".join(sorted(found)) or "none"
+    return InputError(field, f"no {what} named {name!r} is installed", f"use one of: {names}; `loom plugins` lists them")
+
+
 def _instance(group: str, name: str, field: str, what: str) -> Any:
     key = (group, name)
     with _lock:
@@ -78,8 +83,7 @@ def _instance(group: str, name: str, field: str, what: str) -> Any:
             return _loaded[key]
     found = installed(group)
     if name not in found:
-        names = ", ".join(sorted(found)) or "none"
-        raise InputError(field, f"no {what} named {name!r} is installed", f"use one of: {names}; `loom plugins` lists them")
+        raise _not_installed(found, name, field, what)
     try:
         plugin = found[name].load()()
     except Exception as exc:  # a broken plugin is named, not a traceback from inside it
@@ -95,8 +99,9 @@ def lipsync_backend(name: str) -> Any:
 
 def check_lipsync_backend(name: str) -> None:
     """Fail at start, with one line naming the installed backends, when ``name`` is not one of them."""
-    if name not in installed(LIPSYNC_GROUP):
-        lipsync_backend(name)
+    found = installed(LIPSYNC_GROUP)
+    if name not in found:
+        raise _not_installed(found, name, "LOOM_LIPSYNC_BACKEND", "lip-sync backend")
 
 
 def visual_effect(name: str, field: str = "segment_type") -> Any:
