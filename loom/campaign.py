@@ -53,6 +53,7 @@ class CampaignPlan:
     output_dir: str
     entries: list[CampaignEntry] = field(default_factory=list)
     manifest_name: str = "manifest.csv"  # a batch of a scaled-out campaign keeps its own
+    _by_number: dict[int, CampaignEntry] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def to_make(self) -> list[CampaignEntry]:
@@ -85,8 +86,10 @@ class CampaignPlan:
         return 100.0 if not todo else 100.0 * sum(e.status != "pending" for e in todo) / len(todo)
 
     def settle(self, number: int, status: str, error: str = "", seconds: float = 0.0) -> CampaignEntry:
-        """Record what happened to row ``number``."""
-        entry = next(e for e in self.entries if e.row.number == number)
+        """Record what happened to row ``number`` (found by an index, so a campaign stays O(n))."""
+        if len(self._by_number) != len(self.entries):
+            self._by_number = {e.row.number: e for e in self.entries}
+        entry = self._by_number[number]
         entry.status, entry.error, entry.seconds = status, error, seconds
         return entry
 

@@ -59,7 +59,6 @@ class DemoResult:
 
 
 def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-
     font = ImageFont.truetype(str(Path(manimgx_fonts.__file__).parent / "NotoSans[wght].ttf"), size)
     try:
         font.set_variation_by_axes([700 if bold else 400])

@@ -233,11 +233,6 @@ def lipsync_backend_ready() -> bool:
     return not _wav2lip_unconfigured()
 
 
-def lipsync_will_run(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
-    """Whether ``lipsync_line`` would make patches for this window: wanted, and a backend ready here."""
-    return lipsync_wanted(prepared, segment) and lipsync_backend_ready()
-
-
 def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, workdir: str) -> PatchSetRef | None:
     """Mouth patches for the window's frames, or None when lip-sync is off or unavailable."""
 
@@ -264,7 +259,6 @@ def check_configured_backend() -> None:
 
 
 def _wav2lip_unconfigured() -> bool:
-
     settings = get_settings()
     return settings.lipsync_backend == "wav2lip" and not settings.wav2lip_checkpoint
 
@@ -473,7 +467,6 @@ class InProcessSteps:
         return self
 
     def __exit__(self, *exc: object) -> None:
-
         self._speaker.shutdown(wait=True)
         release(self._in_memory)
 

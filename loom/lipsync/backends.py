@@ -41,7 +41,6 @@ class SyncLabsBackend:
     """Sync Labs' hosted API (``SYNC_API_KEY``): inputs are sent as URLs it can fetch."""
 
     def sync(self, video_path: str, audio_path: str, output_path: str, **kwargs: object) -> None:
-
         client = SyncLabsClient()
         work = storage.join(storage.home(), "work", "synclabs", f"clip-{int(time.time() * 1000)}")
         try:
@@ -57,5 +56,4 @@ class SyncLabsBackend:
             client.close()
 
     def segment_patches(self, prepared: PreparedTemplate, segment: VoiceSegment, insert: AudioInsert, out_uri: str) -> PatchSetRef | None:
-
         return synclabs_segment(prepared, segment, insert, out_uri)

@@ -103,7 +103,6 @@ class RecipientAudio:
     only the audio waits for them."""
 
     def __init__(self, audio_uri: str, inserts: list[AudioInsert] | Future) -> None:
-
         self._stack = contextlib.ExitStack()
         pcm, self.rate = self._stack.enter_context(open_pcm(audio_uri))
         self.pcm = pcm

@@ -60,7 +60,6 @@ def read_npz(uri: str) -> dict[str, np.ndarray]:
 
 
 def _mapped_members(path: str) -> dict[str, np.ndarray]:
-
     arrays: dict[str, np.ndarray] = {}
     with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
         for info in archive.infolist():

@@ -75,7 +75,6 @@ def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
 
 
 def _keyframes_are_idr(uri: str) -> bool:
-
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
         try:

@@ -34,7 +34,6 @@ class _ContentReplacement:
     replaces_content = True  # prepare removes the original once (clean plate); recipients draw over it
 
     def draw(self, prepared: PreparedTemplate, segment: VisualSegment, value: str | None, out_uri: str, in_memory: bool = False) -> PatchSetRef:
-
         return draw_segment(prepared, segment, value or "", out_uri, in_memory=in_memory)
 
 

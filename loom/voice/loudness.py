@@ -35,7 +35,6 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
 
 
 def _ebur128_integrated(audio: np.ndarray, sample_rate: int) -> float:
-
     layout = _LAYOUTS[audio.shape[1]]
     graph = av.filter.Graph()
     source = graph.add_abuffer(format="fltp", sample_rate=sample_rate, layout=layout)

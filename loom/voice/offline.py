@@ -59,7 +59,6 @@ class _Engine:
     """The one espeak-ng instance of this process: its state is global, so calls are serialized."""
 
     def __init__(self) -> None:
-
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
         lib = self._lib
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
