@@ -13,6 +13,8 @@ import datetime as dt
 import logging
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,7 +26,8 @@ from app import jobs, webhooks
 from app.auth import DEFAULT_RATE_PER_MINUTE, DEFAULT_RUN_RATE_PER_MINUTE, RateLimiter, api_key_header, parse_keys, require_key
 from loom import storage
 from loom.errors import InputError
-from loom.recipients import check_row, check_value, read_rows
+from loom.input_policy import InputPolicy
+from loom.recipients import check_row, check_value, read_sheet_head
 from loom.settings import LoomSettings, get_settings
 from loom.template import Template, check_safe_id, list_templates, load_template, looks_like_path, template_uri
 
@@ -94,41 +97,10 @@ def _input_errors(errors: list[InputError], code: int = status.HTTP_422_UNPROCES
 # ---------------------------------------------------------------- checks on what clients send
 
 
-def _inside(path: str, root: str) -> bool:
-    real, base = os.path.realpath(path), os.path.realpath(root)
-    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
-
-
-def local_roots(template: Template) -> list[str]:
-    """Folders a client may name files in: $LOOM_HOME, and the folder the operator put the template's video in."""
-    roots = [] if storage.is_remote(storage.home()) else [storage.home()]
-    base = template.base_video_path.removeprefix("file://")
-    if not storage.is_remote(base):
-        roots.append(os.path.dirname(os.path.abspath(base)))
-    return roots
-
-
-def check_input_uri(field: str, value: str, allowed_hosts: set[str], roots: list[str]) -> str:
-    """A file a worker will read for a client: gs://, a public https:// host, or a file under ``roots``.
-
-    Other local paths are refused: a client must not make the server read its own files.
-    """
-    if value.startswith(("gs://", "gcs://")):
-        return value
-    if value.startswith(("https://", "http://")):
-        try:
-            webhooks.check_destination(value, allowed_hosts, require_resolution=False)
-        except InputError as exc:
-            raise InputError(field, exc.problem, exc.fix) from None
-        return value
-    path = value.removeprefix("file://")
-    if "://" not in path and roots:
-        full = os.path.realpath(path if os.path.isabs(path) else os.path.join(roots[0], path))
-        if any(_inside(full, root) for root in roots):
-            return full
-    raise InputError(
-        field, "must be a gs:// or https:// URL, or a file under $LOOM_HOME", "upload it and give its URL"
-    )
+def input_policy(template: Template) -> InputPolicy:
+    """Where a client may point a logo or a sheet (``loom.input_policy``: the same rule the run
+    applies again when it reads them)."""
+    return InputPolicy.for_template(template)
 
 
 def load_api_template(template_id: str) -> Template:
@@ -149,7 +121,7 @@ def load_api_template(template_id: str) -> Template:
         raise _input_error(exc) from None
 
 
-def check_job_values(template: Template, values: dict[str, Any], allowed_hosts: set[str]) -> dict[str, str]:
+def check_job_values(template: Template, values: dict[str, Any]) -> dict[str, str]:
     """Every placeholder checked; all problems reported together, each naming its field."""
     nested = values.get("data")
     if isinstance(nested, dict) and "data" not in template.placeholders():
@@ -157,7 +129,7 @@ def check_job_values(template: Template, values: dict[str, Any], allowed_hosts: 
         values = {**{k: v for k, v in values.items() if k != "data"}, **nested}
     problems: list[InputError] = []
     image_keys = template.image_keys()
-    roots = local_roots(template)
+    policy = input_policy(template)
     resolved: dict[str, str] = {}  # image values as the worker must read them (absolute paths)
     for key in template.placeholders():  # fields that are not placeholders are ignored
         if key not in values or values[key] is None:
@@ -170,7 +142,7 @@ def check_job_values(template: Template, values: dict[str, Any], allowed_hosts: 
             text = str(values[key]).replace("\r", " ").replace("\n", " ").replace("\t", " ")  # as in sheets
             value = check_value(key, text.strip(), is_image=key in image_keys)
             if key in image_keys:
-                resolved[key] = check_input_uri(key, value, allowed_hosts, roots)
+                resolved[key] = policy.check(key, value)
         except InputError as exc:
             problems.append(exc)
     if problems:
@@ -353,7 +325,7 @@ def create_app(
         """Make one personalized video: a flow run of `personalize-recipient`."""
         template = load_api_template(body.template_id)
         webhook_url = check_webhook(body.webhook_url)
-        values = check_job_values(template, dict(body.model_extra or {}), allowed_hosts)
+        values = check_job_values(template, dict(body.model_extra or {}))
         try:
             run_id = jobs.create_run(
                 recipient_deployment,
@@ -402,9 +374,8 @@ def create_app(
         template = load_api_template(body.template_id)
         webhook_url = check_webhook(body.webhook_url)
         try:
-            sheet = check_input_uri("sheet", body.sheet, allowed_hosts, local_roots(template))
-            if not sheet.startswith(("https://", "http://")):
-                check_sheet_columns(template, sheet)
+            sheet = input_policy(template).check("sheet", body.sheet)
+            check_sheet_columns(template, sheet)
         except InputError as exc:
             raise _input_error(exc) from None
         # A folder of its own per campaign job, so its manifest is found without reading the run's result.
@@ -420,14 +391,23 @@ def create_app(
     return app
 
 
-def check_sheet_columns(template: Template, sheet: str) -> None:
-    """A sheet that cannot be read, or lacks a placeholder column, fails at once (rows are checked by the run)."""
-    rows = read_rows(sheet)
-    if not rows:
+SHEET_CHECK_S = 15.0
+
+
+def check_sheet_columns(template: Template, sheet: str, within_s: float = SHEET_CHECK_S) -> None:
+    """A sheet that cannot be read, or lacks a placeholder column, fails at once (rows are checked by
+    the run). Only its first rows are read, within the sheet budgets and ``within_s`` seconds."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sheet-check")
+    future = pool.submit(read_sheet_head, sheet, input_policy(template))
+    pool.shutdown(wait=False)  # a storage call that hangs is left to finish on its own
+    try:
+        head = future.result(timeout=within_s)
+    except FutureTimeout:
+        raise InputError("sheet", f"could not be read within {within_s:.0f} s", "check that its location is reachable") from None
+    if not head.rows:
         raise InputError("sheet", "has no rows", "add one row per recipient under a header of placeholder names")
-    columns = {str(k).strip() for k in rows[0].values if k is not None and k != "__formula__"}
     for key in template.placeholders():
-        if key not in columns:
+        if key not in head.columns:
             raise InputError("sheet", f"has no {key!r} column", f"add a {key} column")
 
 

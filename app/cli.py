@@ -97,18 +97,78 @@ def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="
 
 
 def _read_json_file(path: str, field: str) -> dict[str, Any]:
+    """A JSON object given inline (``{...}``) or as a file's path."""
     from loom import storage
     from loom.errors import InputError
 
-    if not storage.exists(path):
-        raise InputError(field, f"no file at {path}", "check the path")
+    inline = path.lstrip().startswith("{")
+    where = "the JSON given" if inline else path
     try:
-        data = json.loads(storage.read_bytes(path).decode("utf-8-sig"))
+        if inline:
+            text = path
+        elif not storage.exists(path):
+            raise InputError(field, f"no file at {path}", "check the path")
+        elif os.path.isdir(path):
+            raise InputError(field, f"{path} is a folder", "give a JSON file")
+        else:
+            text = storage.read_bytes(path).decode("utf-8-sig")
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(field, f"{path} is not valid JSON ({exc})", "fix the JSON") from None
+        raise InputError(field, f"{where} is not valid JSON ({exc})", "fix the JSON") from None
+    except RecursionError:
+        raise InputError(field, f"{where} is nested too deeply", "give a flat object of placeholder values") from None
+    except ValueError as exc:  # a number of thousands of digits, among others
+        raise InputError(field, f"{where} is not usable JSON ({str(exc).split(';')[0]})", "fix the JSON") from None
     if not isinstance(data, dict):
-        raise InputError(field, f"{path} must hold a JSON object", 'e.g. {"client_name": "Ada"}')
+        raise InputError(field, f"{where} must hold a JSON object", 'e.g. {"client_name": "Ada"}')
     return data
+
+
+def _check_port(port: int) -> None:
+    from loom.errors import InputError
+
+    if not 1 <= port <= 65535:
+        raise InputError("--port", f"{port} is not a port", "use a number between 1 and 65535")
+
+
+def _check_out(out: str | None, folder: bool) -> None:
+    """An output location that cannot be written fails before any work, naming --out."""
+    from loom import storage
+    from loom.errors import InputError
+
+    if out is None or storage.is_remote(out):
+        return
+    path = Path(out.removeprefix("file://"))
+    target = path if folder or path.is_dir() else path.parent
+    if path.exists() and not path.is_dir() and folder:
+        raise InputError("--out", f"{out} is a file", "give a folder for the campaign's videos")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".loom-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError("--out", f"cannot write to {target} ({exc.strerror or type(exc).__name__})", "choose a folder you can write to") from None
+
+
+def _allow_local_inputs(*paths: str | None) -> None:
+    """On the command line the operator's own folders hold inputs: the working directory and the
+    folders of the files named, added to the input policy's roots (``loom.input_policy``)."""
+    from loom.settings import configure, get_settings
+
+    folders = [os.getcwd()] + [os.path.dirname(os.path.abspath(p)) for p in paths if p and "://" not in p]
+    extra = [r for r in get_settings().allowed_roots.split(os.pathsep) if r]
+    configure(allowed_roots=os.pathsep.join(dict.fromkeys(extra + folders)))
+
+
+def _absolute_images(template: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Relative image paths typed on the command line are read from the working directory."""
+    out = dict(values)
+    for key in template.image_keys():
+        value = out.get(key)
+        if isinstance(value, str) and value.strip() and "://" not in value and not os.path.isabs(value.strip()):
+            out[key] = os.path.abspath(value.strip())
+    return out
 
 
 @app.command("create-template")
@@ -120,6 +180,8 @@ def create_template(
     """Validate a template, store it under its id and prepare it."""
     from loom.template import load_template, save_template
 
+    from loom.errors import InputError
+
     template = load_template(config)
     if prepare:
         from loom.pipeline import prepare_template
@@ -128,8 +190,12 @@ def create_template(
             prepared = prepare_template(template)
         for warning in prepared.qa:
             _err(f"warning: {warning}")
+    try:
+        stored = save_template(template)
+    except OSError as exc:
+        raise InputError("LOOM_HOME", f"cannot store the template ({exc.strerror or type(exc).__name__})", "set LOOM_HOME to a folder you can write to") from None
     typer.echo(f"template {template.id} stored")
-    typer.echo(save_template(template))
+    typer.echo(stored)
 
 
 @app.command()
@@ -141,10 +207,14 @@ def personalize(
 ) -> None:
     """Make one personalized video (no Prefect server needed)."""
     from loom.pipeline import personalize as run
+    from loom.template import load_template
 
+    _check_out(out, folder=False)
     values = _read_json_file(data, "data")
+    _allow_local_inputs(None if data.lstrip().startswith("{") else data)
+    tpl = load_template(template)
     with _spinner("personalizing"):
-        result = run(template, values, out)
+        result = run(tpl, _absolute_images(tpl, values), out)
     for warning in result.warnings:
         _err(f"warning: {warning}")
     if result.preview_uri:
@@ -164,6 +234,10 @@ def campaign(
     ] = None,
 ) -> None:
     """Make one video per sheet row; writes manifest.csv in the output folder."""
+    _check_out(out, folder=True)
+    _allow_local_inputs(sheet)
+    if "://" not in sheet:
+        sheet = os.path.abspath(sheet)
     use_prefect = prefect if prefect is not None else bool(os.environ.get("PREFECT_API_URL"))
     if use_prefect:
         manifest = _campaign_with_prefect(template, sheet, out, concurrency)
@@ -177,6 +251,8 @@ def campaign(
 
     tpl = load_template(template)
     plan = plan_campaign(tpl, template_version(tpl), sheet, out)
+    for warning in plan.warnings:
+        _err(f"warning: {warning}")
     for entry in plan.entries:
         if entry.status in ("invalid", "duplicate"):
             _err(f"row {entry.row.number}: {entry.status}: {entry.error}")
@@ -247,6 +323,7 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind")] = "127.0.0.1",
 ) -> None:
     """Run the jobs API (POST /jobs, GET /jobs/{id}); talks to PREFECT_API_URL."""
+    _check_port(port)
     import uvicorn
 
     from app.api import create_app
@@ -258,6 +335,7 @@ def serve(
 @user_errors
 def up(port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200) -> None:
     """Start the local stack: Prefect server, pools, deployments, workers. Ctrl-C stops it."""
+    _check_port(port)
     from app.stack import run_stack
 
     run_stack(port=port)

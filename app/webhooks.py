@@ -12,37 +12,33 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
-import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from loom.addresses import (  # noqa: F401  (blocked_reason, parse_allowed_hosts: this module's own names too)
+    Resolver,
+    blocked_reason,
+    internal_name,
+    is_allowed,
+    parse_allowed_hosts,
+    resolve_host,
+)
 from loom.errors import InputError
+from loom.fetch import Hop as Destination
+from loom.fetch import pinned_request
 
 log = logging.getLogger("loom.webhooks")
 
 SIGNATURE_HEADER = "X-Loom-Signature"
 SIGNATURE_TOLERANCE_S = 300
 MAX_URL_CHARS = 2048
-
-# Cloud metadata services, by name and by address (some are outside the private ranges).
-METADATA_HOSTS = {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
-METADATA_ADDRESSES = {
-    ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack
-    ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
-    ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
-    ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-}
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-Resolver = Callable[[str, int], list[str]]
 
 
 # ---------------------------------------------------------------- signing
@@ -75,60 +71,6 @@ def verify(body: bytes, header: str, secret: str, tolerance_s: int = SIGNATURE_T
 # ---------------------------------------------------------------- where a webhook may go
 
 
-def parse_allowed_hosts(text: str | Iterable[str]) -> set[str]:
-    """``host`` or ``host:port`` entries (a full URL is read as its host and port)."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    out = set()
-    for item in (i.strip() for i in items if i and i.strip()):
-        if "://" in item:
-            parts = urlsplit(item)
-            item = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-        out.add(item.lower().rstrip("."))
-    return {h for h in out if h}
-
-
-def _unwrap(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The IPv4 address hidden inside IPv4-mapped or NAT64 IPv6 forms (``::ffff:10.0.0.1``)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip in NAT64:
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip
-
-
-def blocked_reason(address: str) -> str | None:
-    """Why a destination address is refused (metadata, loopback, private, ...), or None if public."""
-    ip = _unwrap(ipaddress.ip_address(address.split("%", 1)[0]))
-    if ip in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved or not ip.is_global:
-        return "not a public address"
-    return None
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (numeric forms like ``2852039166`` included)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A checked webhook target: the URL as given and the address to connect to."""
-
-    url: str
-    host: str
-    port: int
-    address: str | None  # None: allowed host, connect by name
-
-
 def _split(url: str) -> tuple[str, str, int]:
     if not isinstance(url, str) or not url:
         raise InputError("webhook_url", "is empty", "give an https:// URL")
@@ -151,10 +93,6 @@ def _split(url: str) -> tuple[str, str, int]:
     return parts.scheme, host, port
 
 
-def _is_allowed(host: str, port: int, allowed: set[str]) -> bool:
-    return host in allowed or f"{host}:{port}" in allowed
-
-
 def check_destination(
     url: str,
     allowed_hosts: set[str],
@@ -169,9 +107,9 @@ def check_destination(
     resolved and checked again before every delivery.
     """
     _scheme, host, port = _split(url)
-    if _is_allowed(host, port, allowed_hosts):
+    if is_allowed(host, port, allowed_hosts):
         return Destination(url=url, host=host, port=port, address=None)
-    if host in METADATA_HOSTS or host.endswith(".internal") or host == "localhost" or host.endswith(".localhost"):
+    if internal_name(host):
         raise InputError("webhook_url", f"{host} is an internal host", "use a public host, or list it in LOOM_WEBHOOK_ALLOWED_HOSTS")
     try:
         addresses = resolver(host, port)
@@ -213,15 +151,7 @@ def redact_url(url: str) -> str:
 
 def _pinned_request(client: httpx.Client, dest: Destination, body: bytes, headers: dict[str, str]) -> httpx.Response:
     """POST to the checked address while keeping the Host header and TLS name of the URL."""
-    if dest.address is None:
-        return client.post(dest.url, content=body, headers=headers)
-    url = httpx.URL(dest.url)
-    literal = f"[{dest.address}]" if ":" in dest.address else dest.address
-    headers = {**headers, "Host": url.netloc.decode("ascii")}
-    request = client.build_request(
-        "POST", url.copy_with(host=literal.strip("[]")), content=body, headers=headers, extensions={"sni_hostname": dest.host}
-    )
-    return client.send(request)
+    return client.send(pinned_request(client, "POST", dest, content=body, headers=headers))
 
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}

@@ -6,8 +6,10 @@ Prefect ``campaign`` flow fans the same plan's rows out as tasks. Only the fan-o
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
+import os
 import re
 import time
 import unicodedata
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from loom import storage
 from loom.errors import InputError, RecipientFailed, ServiceError
 from loom.pipeline import check_configured_backend, personalize, prepare_template
-from loom.recipients import CheckedRow, check_rows, read_rows
+from loom.input_policy import InputPolicy
+from loom.recipients import CheckedRow, check_rows, read_sheet
 from loom.template import Template
 
 log = logging.getLogger("loom")
@@ -53,6 +56,7 @@ class CampaignPlan:
     output_dir: str
     entries: list[CampaignEntry] = field(default_factory=list)
     manifest_name: str = "manifest.csv"  # a batch of a scaled-out campaign keeps its own
+    warnings: list[str] = field(default_factory=list)  # about the sheet as a whole (repeated columns)
     _by_number: dict[int, CampaignEntry] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -108,13 +112,25 @@ def default_output_dir(template: Template) -> str:
     return storage.join(storage.home(), "outputs", template.id)
 
 
-def plan_campaign(template: Template, template_version: str, sheet: str, output_dir: str | None = None) -> CampaignPlan:
-    """Read and check every row first; mark invalid rows, duplicates and outputs that already exist."""
+def plan_campaign(
+    template: Template, template_version: str, sheet: str, output_dir: str | None = None, policy: InputPolicy | None = None
+) -> CampaignPlan:
+    """Read and check every row first; mark invalid rows, duplicates and outputs that already exist.
+
+    The sheet and every row's images are held to ``policy`` (default: the one in force for the
+    template); a relative image path in a local sheet is read from the sheet's folder."""
 
     check_configured_backend()  # a campaign with a backend that is not installed fails once, not per row
     out_dir = output_dir or default_output_dir(template)
-    rows = check_rows(template, template_version, read_rows(sheet))
-    plan = CampaignPlan(template=template, template_version=template_version, output_dir=out_dir)
+    policy = policy or InputPolicy.for_template(template)
+    located = policy.check("sheet", sheet)
+    if "://" not in located:  # relative paths in a sheet are read from the sheet's own folder
+        policy = dataclasses.replace(policy, base=os.path.dirname(located))
+    read = read_sheet(located, policy)
+    rows = check_rows(template, template_version, read.rows, policy)
+    plan = CampaignPlan(template=template, template_version=template_version, output_dir=out_dir, warnings=read.warnings)
+    for warning in read.warnings:
+        log.warning(warning)
     for row in rows:
         entry = CampaignEntry(row=row)
         if row.error:

@@ -25,6 +25,7 @@ from loom import __version__, plugins, storage
 from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
+from loom.input_policy import InputPolicy
 from loom.lipsync.notice import warn_no_checkpoint
 from loom.media.patches import release
 from loom.prepared import PreparedTemplate
@@ -364,8 +365,18 @@ def publish(
     return result
 
 
-def resolve_recipient(template: Template, prepared: PreparedTemplate, data: dict[str, object]) -> tuple[dict[str, str], str]:
+def checked_values(template: Template, data: dict[str, object]) -> dict[str, str]:
+    """The row's values, checked; image values held to the input policy (and read from where it
+    says: a relative path from its base), checked again by the reader (``loom.visual.logo``)."""
     values = check_row(template, data)
+    policy = InputPolicy.for_template(template)
+    for key in template.image_keys():
+        values[key] = policy.check(key, values[key])
+    return values
+
+
+def resolve_recipient(template: Template, prepared: PreparedTemplate, data: dict[str, object]) -> tuple[dict[str, str], str]:
+    values = checked_values(template, data)
     return values, recipient_key(prepared.version, values)
 
 
@@ -501,7 +512,7 @@ def personalize(template: Template | str, data: dict[str, object], out: str | No
     check_configured_backend()
     if isinstance(template, str):
         template = load_template(template)
-    check_row(template, data)  # bad input fails before any expensive work
+    checked_values(template, data)  # bad input fails before any expensive work
     prepared = prepare_template(template)
     job = plan_recipient(template, prepared, data, out)
     with InProcessSteps() as steps:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loom.errors import InputError
 from loom.uris import is_remote
 
 
@@ -45,7 +46,17 @@ class LoomSettings(BaseSettings):
     )
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated API keys of the jobs API.")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret for webhook signatures.")
-    webhook_allowed_hosts: str = Field(default="", description="Comma-separated hosts exempt from the SSRF guard.")
+    webhook_allowed_hosts: str = Field(default="", description="Comma-separated hosts webhooks may reach inside the network.")
+    # What a client-supplied location (a logo, a sheet) may name: loom.input_policy.
+    input_allowed_hosts: str = Field(
+        default="", description="Comma-separated host or host:port that logo and sheet URLs may name inside the network."
+    )
+    allowed_buckets: str | None = Field(
+        default=None, description="Comma-separated buckets client values may name as gs://; default: the home bucket only."
+    )
+    allowed_roots: str = Field(
+        default="", description="Extra local folders (os.pathsep-separated) client values may name files in."
+    )
 
     def local_cache_dir(self) -> str:
         if self.cache_dir:
@@ -62,7 +73,17 @@ _configured: dict[str, object] = {}
 
 @lru_cache(maxsize=1)
 def get_settings() -> LoomSettings:
-    return LoomSettings(**_configured)
+    try:
+        return LoomSettings(**_configured)
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
+def settings_error(exc: ValidationError) -> InputError:
+    """A bad ``LOOM_*`` value as one line naming the variable."""
+    first = exc.errors()[0]
+    name = "LOOM_" + str(first["loc"][0]).upper() if first.get("loc") else "LOOM settings"
+    return InputError(name, str(first["msg"]).removeprefix("Value error, "), f"set {name} to a valid value or unset it")
 
 
 def reload_settings() -> LoomSettings:
@@ -73,7 +94,10 @@ def reload_settings() -> LoomSettings:
 
 def configure(**values: object) -> LoomSettings:
     """Use these settings in this process over the environment's (checked like the environment's)."""
-    LoomSettings(**{**_configured, **values})  # a bad value fails here, not in a later step
+    try:
+        LoomSettings(**{**_configured, **values})  # a bad value fails here, not in a later step
+    except ValidationError as exc:
+        raise settings_error(exc) from None
     _configured.update(values)
     return reload_settings()
 

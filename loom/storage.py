@@ -1,5 +1,8 @@
 """One door to files: local paths, ``file://``, ``gs://`` (gcsfs) and read-only ``https://``.
 
+``http(s)://`` is read through ``loom.fetch`` only (addresses checked hop by hop, time and bytes
+bounded per kind of file); fsspec serves ``gs://``.
+
 Everything that reads or writes an artifact goes through here, so a ``gs://`` home works
 wherever a local one does. Libraries that need a real path (FFmpeg, OpenCV) get one through
 ``local_path`` (download to a temp file) and ``staged_output`` (write locally, upload on exit).
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -38,8 +42,6 @@ def _filesystem(uri: str) -> tuple[Any, str]:
             options = {"token": "anon", "endpoint_url": emulator}
         fs = fsspec.filesystem("gcs", **options)
         return fs, uri
-    if uri.startswith(READ_ONLY_SCHEMES):
-        return fsspec.filesystem("https"), uri
     raise ValueError(f"not a remote URI: {uri}")
 
 
@@ -47,9 +49,22 @@ def _local(uri: str) -> str:
     return os.path.abspath(_strip_file_scheme(str(uri)))
 
 
+def _is_http(uri: str) -> bool:
+    return str(uri).startswith(READ_ONLY_SCHEMES)
+
+
+def _fetch_bytes(uri: str, kind: str) -> bytes:
+    from loom.fetch import fetch_bytes  # httpx only where a URL is read
+
+    return fetch_bytes(str(uri), kind=kind)
+
+
 def exists(uri: str) -> bool:
+    """Whether ``uri`` names a file (an http(s) URL is only known when fetched: True)."""
     if not is_remote(uri):
         return os.path.exists(_local(uri))
+    if _is_http(uri):
+        return True
     fs, path = _filesystem(uri)
     try:
         return bool(fs.exists(path))
@@ -57,12 +72,24 @@ def exists(uri: str) -> bool:
         return False
 
 
-def read_bytes(uri: str) -> bytes:
-    if not is_remote(uri):
-        return Path(_local(uri)).read_bytes()
-    fs, path = _filesystem(uri)
-    with fs.open(path, "rb") as handle:
-        return handle.read()
+def read_bytes(uri: str, *, kind: str = "file", max_bytes: int | None = None) -> bytes:
+    """The whole file; with ``max_bytes`` (and for every URL, by ``kind``) a file over the cap
+    raises ``loom.fetch.TooLarge`` before it is read into memory."""
+    if _is_http(uri):
+        return _fetch_bytes(uri, kind)
+    if max_bytes is None:
+        if not is_remote(uri):
+            return Path(_local(uri)).read_bytes()
+        fs, path = _filesystem(uri)
+        with fs.open(path, "rb") as handle:
+            return handle.read()
+    with open_uri(uri, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        from loom.fetch import TooLarge
+
+        raise TooLarge(f"the {kind} is over {max_bytes // 2**20} MB", f"use a {kind} under {max_bytes // 2**20} MB")
+    return data
 
 
 def read_text(uri: str, encoding: str = "utf-8") -> str:
@@ -113,6 +140,8 @@ def open_uri(uri: str, mode: str = "rb") -> IO[Any]:
         if "w" in mode or "a" in mode:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return open(path, mode)  # noqa: SIM115  (the caller closes it)
+    if _is_http(uri):
+        return io.BytesIO(_fetch_bytes(uri, "file"))
     fs, path = _filesystem(uri)
     return fs.open(path, mode)
 
@@ -166,9 +195,15 @@ def local_path(uri: str, suffix: str | None = None) -> Iterator[Path]:
     suffix = suffix if suffix is not None else Path(uri.split("?")[0]).suffix
     with tempfile.TemporaryDirectory(prefix="loom-dl-") as tmp:
         target = Path(tmp) / f"download{suffix}"
-        fs, path = _filesystem(uri)
-        with fs.open(path, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        if _is_http(uri):
+            from loom.fetch import fetch_to
+
+            with open(target, "wb") as dst:
+                fetch_to(uri, dst, kind="video")  # the largest files read by path: recordings
+        else:
+            fs, path = _filesystem(uri)
+            with fs.open(path, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
         yield target
 
 
@@ -181,6 +216,10 @@ def kept_local_path(uri: str, suffix: str | None = None) -> Iterator[Path]:
     uri = _strip_file_scheme(str(uri))
     if not is_remote(uri):
         yield Path(uri)
+        return
+    if _is_http(uri):  # no generation to key a cache entry on: fetched each time, checked each time
+        with local_path(uri, suffix) as temp:
+            yield temp
         return
     fs, path = _filesystem(uri)
     info = fs.info(path)

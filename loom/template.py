@@ -24,12 +24,12 @@ from loom import storage
 from loom.errors import InputError
 from loom.plugins import effect_params, visual_effect
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" would let a trailing newline in
 
 
 def check_safe_id(value: str, field: str = "id") -> str:
     """Ids become file names: letters, digits, '.', '_' and '-', never '..' or '/'."""
-    if not isinstance(value, str) or not SAFE_ID.match(value) or ".." in value:
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value) or ".." in value:
         raise InputError(
             field, f"{value!r} is not a safe id", "use letters, digits, '.', '_' or '-' (no '/' or '..')"
         )
@@ -39,7 +39,7 @@ def check_safe_id(value: str, field: str = "id") -> str:
 class TextStyle(BaseModel):
     """Optional look of replaced text; sampled from the original where unset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     color: str | None = Field(default=None, description="#RRGGBB; sampled from the original text when unset")
     background: str | None = Field(default=None, description="#RRGGBB fill; sampled from the box border when unset")
     weight: Literal["regular", "bold"] | None = None
@@ -48,7 +48,7 @@ class TextStyle(BaseModel):
 
 
 class VoiceSegment(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     id: str
     start_time: float = Field(ge=0)
@@ -83,7 +83,7 @@ CONTENT_TYPES = ("text", "image")
 
 
 class VisualSegment(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     id: str
     segment_type: str = Field(description="text, image, or the name of an installed visual effect")
@@ -107,7 +107,7 @@ class VisualSegment(BaseModel):
     @field_validator("placeholder_key")
     @classmethod
     def _key(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
             raise ValueError(f"placeholder_key {v!r} must be a name like company_name")
         return v
 
@@ -119,7 +119,7 @@ class VisualSegment(BaseModel):
             if self.placeholder_key is None:
                 raise InputError(f"{where}.placeholder_key", f"a {self.segment_type} segment needs one", "name the column it shows, e.g. company_name")
             return self
-        if not re.match(r"^[A-Za-z0-9_.-]+$", self.segment_type):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.segment_type):
             raise InputError(f"{where}.segment_type", f"{self.segment_type!r} is not a type name", "use text, image or a visual effect's name")
 
         effect = visual_effect(self.segment_type, f"{where}.segment_type")
@@ -136,7 +136,7 @@ class VisualSegment(BaseModel):
 
 
 class Template(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     id: str
     name: str = ""
@@ -236,6 +236,10 @@ def parse_template(data: dict | str | bytes) -> Template:
             data = json.loads(data)
         except json.JSONDecodeError as exc:
             raise InputError("template", f"not valid JSON ({exc.msg} at line {exc.lineno})", "fix the JSON") from exc
+        except RecursionError:
+            raise InputError("template", "is nested too deeply to be a template", "see the template format in the README") from None
+        except ValueError as exc:  # e.g. a number of thousands of digits
+            raise InputError("template", f"not valid JSON ({str(exc).split(';')[0]})", "fix the JSON") from None
     if not isinstance(data, dict):
         raise InputError("template", "must be a JSON object", "see the template format in the README")
     try:

@@ -178,17 +178,17 @@ def test_local_logos_resolve_inside_home_or_beside_the_video(home: Path, tmp_pat
     from loom.template import load_template
 
     template = load_template(str(home / "templates" / "acme-demo.json"))
-    values = check_job_values(template, {"client_name": "Ada", "company_name": "Acme", "logo": "assets/logo.png"}, set())
+    values = check_job_values(template, {"client_name": "Ada", "company_name": "Acme", "logo": "assets/logo.png"})
     assert values == {"client_name": "Ada", "company_name": "Acme", "logo": str(home / "assets" / "logo.png")}
     beside = template.model_copy(update={"base_video_path": str(tmp_path / "media" / "base.mp4")})
     (tmp_path / "media").mkdir()
     (tmp_path / "media" / "logo.png").write_bytes(b"png")
-    values = check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / "logo.png")}, set())
+    values = check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / "logo.png")})
     assert values["logo"] == str(tmp_path / "media" / "logo.png")
     nested = {"data": {"client_name": "Ada", "company_name": "Acme", "logo": "assets/logo.png"}}
-    assert check_job_values(template, nested, set())["client_name"] == "Ada"  # a nested "data" object works too
+    assert check_job_values(template, nested)["client_name"] == "Ada"  # a nested "data" object works too
     with pytest.raises(Exception) as err:
-        check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / ".." / "x.png")}, set())
+        check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": str(tmp_path / "media" / ".." / "x.png")})
     assert getattr(err.value, "status_code", None) == 422
     # Folders whose names merely start with a root's name are outside it: real PNGs there are refused.
     from PIL import Image
@@ -202,7 +202,7 @@ def test_local_logos_resolve_inside_home_or_beside_the_video(home: Path, tmp_pat
         str(tmp_path / "media2" / "logo.png"),
     ):
         with pytest.raises(Exception) as err:
-            check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": logo}, set())
+            check_job_values(beside, {"client_name": "A", "company_name": "B", "logo": logo})
         assert getattr(err.value, "status_code", None) == 422, logo
 
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from loom.edits import PatchSetRef
+from loom.input_policy import InputPolicy
 from loom.media.frames import read_frames
 from loom.media.patches import DeferredPatches, Patch, PatchSet, hand_over
 from loom.prepared import PreparedTemplate
@@ -129,7 +130,11 @@ def draw_segment(
         raise RuntimeError(f"prepared template has no track for visual segment {segment.id!r}")
     track = load_track(prepared.tracks[segment.id])
     base = track.base_box
-    logo = load_logo(value, segment.placeholder_key) if segment.segment_type == "image" else None  # fail early
+    logo = (  # fail early; the value's location is held to the input policy again as it is read
+        load_logo(value, segment.placeholder_key, InputPolicy.for_template(prepared.template))
+        if segment.segment_type == "image"
+        else None
+    )
     plate = _stored_plate(prepared, segment, track)
     first_frame = _first_frame(prepared, track) if plate is None else None
     if logo is not None:
