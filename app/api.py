@@ -220,6 +220,7 @@ def create_app(
     a limit off.
     """
     settings = settings or get_settings()
+    jobs.quiet_http_client_logs()
     keys = parse_keys(settings.api_keys.get_secret_value() if settings.api_keys else None)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     allowed_hosts = webhooks.parse_allowed_hosts(settings.webhook_allowed_hosts)

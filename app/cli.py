@@ -206,9 +206,11 @@ def personalize(
     out: Annotated[str | None, typer.Option("--out", help="Output .mp4 (or folder)")] = None,
 ) -> None:
     """Make one personalized video (no Prefect server needed)."""
+    from loom.pipeline import check_configured_backend
     from loom.pipeline import personalize as run
     from loom.template import load_template
 
+    check_configured_backend()  # before anything is read: a missing plugin is named first
     _check_out(out, folder=False)
     values = _read_json_file(data, "data")
     _allow_local_inputs(None if data.lstrip().startswith("{") else data)

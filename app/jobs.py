@@ -78,7 +78,7 @@ class JobView(BaseModel):
 
 
 def secret_values() -> list[str]:
-    """Values that must never appear in a response, a log or a webhook."""
+    """Values that must never appear in a response, a log or a webhook, longest first."""
 
     settings = get_settings()
     values = []
@@ -89,15 +89,44 @@ def secret_values() -> list[str]:
     for name, value in os.environ.items():
         if re.search(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIALS)", name, re.I) and not name.startswith("LOOM_HOME"):
             values.append(value)
-    return sorted({v for v in values if len(v) >= 6}, key=len, reverse=True)
+    return sorted({v.strip() for v in values if v and v.strip()}, key=len, reverse=True)
+
+
+# A secret this short also occurs inside ordinary words: it is replaced where it stands alone
+# (between non-word characters), a longer one wherever it occurs.
+SHORT_SECRET = 8
 
 
 def scrub(text: str | None) -> str | None:
     if not text:
         return text
     for value in secret_values():
-        text = text.replace(value, "***")
+        if len(value) >= SHORT_SECRET:
+            text = text.replace(value, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "***", text)
     return text
+
+
+class RedactQueries(logging.Filter):
+    """HTTP client logs name every URL they call; a webhook's query string often holds its token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(a if isinstance(a, (int, float)) else _redact(a) for a in record.args)  # type: ignore[union-attr]
+        record.msg = _redact(record.msg) if isinstance(record.msg, str) else record.msg
+        return True
+
+
+def _redact(value: object) -> str:
+    return re.sub(r"(https?://[^\s?#\"']+)\?[^\s#\"']*", r"\1?***", str(value))
+
+
+def quiet_http_client_logs() -> None:
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueries) for f in logger.filters):
+            logger.addFilter(RedactQueries())
 
 
 # ---------------------------------------------------------------- records

@@ -145,7 +145,7 @@ def fetch_to(
                 raise FetchError(f"{hop.host} did not answer in time", "check the URL, or host the file elsewhere") from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"{hop.host} could not be reached ({type(exc).__name__})", "check the URL") from None
-            with response:
+            try:
                 if response.is_redirect:
                     location = response.headers.get("location", "")
                     if not location:
@@ -159,7 +159,7 @@ def fetch_to(
                     raise TooLarge(f"the {kind} is over {_size(limits.max_bytes)}", f"use a {kind} under {_size(limits.max_bytes)}")
                 written = 0
                 try:
-                    for chunk in response.iter_bytes(1 << 16):  # decoded: the cap counts what is kept
+                    for chunk in response.iter_bytes():  # as it arrives, decoded: the cap counts what is kept
                         written += len(chunk)
                         if written > limits.max_bytes:
                             raise TooLarge(f"the {kind} is over {_size(limits.max_bytes)}", f"use a {kind} under {_size(limits.max_bytes)}")
@@ -173,6 +173,8 @@ def fetch_to(
                 except httpx.HTTPError as exc:
                     raise FetchError(f"{hop.host} broke off sending the {kind} ({type(exc).__name__})", "try again") from None
                 return written
+            finally:
+                response.close()
     raise FetchError(f"more than {MAX_REDIRECTS} redirects", "give the file's final URL")
 
 

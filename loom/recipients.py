@@ -134,6 +134,7 @@ MAX_SHEET_COLUMNS = 256
 # An XLSX is a zip: 262 KB can hold hundreds of MB of XML. openpyxl reads the shared strings whole
 # even in read-only mode, so their size is checked from the zip's directory before it opens them.
 MAX_XLSX_SHARED_STRINGS = 32 * 2**20
+MAX_XLSX_UNPACKED = 256 * 2**20  # a 100,000-row sheet of ten columns unpacks to about 60 MB
 ROWS_FIX = f"split the sheet into files of at most {MAX_SHEET_ROWS:,} rows"
 
 
@@ -213,8 +214,8 @@ def _csv_sheet(text: str, uri: str, head: int | None = None) -> Sheet:
         header = _header(header_cells, warnings)  # type: ignore[arg-type]
         rows: list[Row] = []
         for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue  # blank lines between rows are not recipients
+            if not cells:
+                continue  # blank lines between rows are not recipients (a quoted "" is a value)
             if head is not None and len(rows) >= head:
                 break
             if len(rows) >= MAX_SHEET_ROWS:
@@ -232,11 +233,13 @@ def _xlsx_sheet(data: bytes, uri: str, head: int | None = None) -> Sheet:
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            strings = sum(i.file_size for i in archive.infolist() if i.filename.lower().endswith("sharedstrings.xml"))
+            entries = archive.infolist()
     except zipfile.BadZipFile:
         raise InputError("sheet", f"{uri} is not a readable XLSX file (not a zip)", "re-save it from Excel") from None
-    if strings > MAX_XLSX_SHARED_STRINGS:
-        raise InputError("sheet", f"{uri} holds {strings // 2**20} MB of text once unpacked", ROWS_FIX)
+    strings = sum(i.file_size for i in entries if i.filename.lower().endswith("sharedstrings.xml"))
+    unpacked = sum(i.file_size for i in entries)
+    if strings > MAX_XLSX_SHARED_STRINGS or unpacked > MAX_XLSX_UNPACKED:
+        raise InputError("sheet", f"{uri} holds {max(strings, unpacked) // 2**20} MB of text once unpacked", ROWS_FIX)
     try:
         # Two streaming readers in step: saved formula results, and the formulas themselves (a
         # formula with no saved result, as scripts write them, has no value to use).

@@ -22,6 +22,16 @@ for _name in ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", "LOOM_WAV2LIP_CHECKPO
     os.environ.pop(_name, None)
 
 
+@pytest.fixture(autouse=True)
+def operator_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' folders are the operator's: sheets and logos there may be read (loom.input_policy).
+    Tests of the input guard itself take this away (``monkeypatch.delenv("LOOM_ALLOWED_ROOTS")``)."""
+    from loom.settings import reload_settings
+
+    monkeypatch.setenv("LOOM_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
+    reload_settings()
+
+
 @pytest.fixture
 def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh LOOM_HOME for one test, with no ElevenLabs key (the offline voice speaks)."""

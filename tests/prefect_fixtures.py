@@ -44,6 +44,8 @@ def prefect_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     env = {
         "PREFECT_HOME": str(root / "prefect-home"),
         "LOOM_HOME": str(root / "loom-home"),
+        # the tests' folders are the operator's: sheets and logos there may be read
+        "LOOM_ALLOWED_ROOTS": str(tmp_path_factory.getbasetemp()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "2",  # workers pick runs up within 2 s, not 10
         "ELEVENLABS_API_KEY": API_KEY,

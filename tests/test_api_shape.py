@@ -47,6 +47,10 @@ def _closed_port() -> int:
 
 @pytest.fixture
 def home(loom_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from loom.settings import reload_settings
+
+    monkeypatch.delenv("LOOM_ALLOWED_ROOTS")  # only $LOOM_HOME and the video's folder: a server's roots
+    reload_settings()
     (loom_home / "templates").mkdir(parents=True)
     (loom_home / "templates" / "acme-demo.json").write_text(json.dumps(TEMPLATE))
     (loom_home / "assets").mkdir()

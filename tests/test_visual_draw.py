@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from loom import storage
+from loom.settings import reload_settings
 from loom.errors import InputError
 from loom.media.patches import PatchSet, apply_patches
 from loom.media.probe import probe_video
@@ -199,8 +200,10 @@ def test_logo_replaces_the_mark_and_stays_on_it(pan, tmp_path: Path) -> None:
     assert abs(np.median(aspects) - 2.5) < 0.3  # the logo's 100x40 green keeps its aspect
 
 
-def test_jpeg_logo_from_gcs(pan, gcs_bucket, tmp_path: Path) -> None:  # noqa: F811
+def test_jpeg_logo_from_gcs(pan, gcs_bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     prepared, seg, frames, centres, root = pan
+    monkeypatch.setenv("LOOM_ALLOWED_BUCKETS", gcs_bucket.removeprefix("gs://").split("/")[0])
+    reload_settings()
     buf = io.BytesIO()
     Image.fromarray(np.full((40, 40, 3), (20, 200, 90), np.uint8)).save(buf, format="JPEG")
     uri = storage.write_bytes(f"{gcs_bucket}/logos/acme.jpg", buf.getvalue())
@@ -210,8 +213,10 @@ def test_jpeg_logo_from_gcs(pan, gcs_bucket, tmp_path: Path) -> None:  # noqa: F
     assert gb is not None and abs((gb[2] - gb[0]) - (gb[3] - gb[1])) <= 2  # square stays square
 
 
-def test_logo_over_http(pan, tmp_path: Path) -> None:
+def test_logo_over_http(pan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prepared, seg, frames, centres, root = pan
+    monkeypatch.setenv("LOOM_INPUT_ALLOWED_HOSTS", "127.0.0.1")  # the test's server stands for a public host
+    reload_settings()
     _logo_png(tmp_path / "logo.png")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
