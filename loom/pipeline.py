@@ -32,6 +32,7 @@ from loom.prepared import PreparedTemplate
 from loom.recipients import check_row, recipient_key, render_line
 from loom.settings import get_settings
 from loom.template import Template, VisualSegment, VoiceSegment, load_template
+from loom.uris import strip_file_scheme
 
 log = logging.getLogger("loom")
 
@@ -66,6 +67,12 @@ class RecipientResult(BaseModel):
 def base_video_digest(uri: str) -> str:
     """SHA-256 of the base video, remembered per (path, size, mtime_ns) under ``$LOOM_HOME/digests``
     so a later process does not re-read a long recording; remote or unsure: hashed again."""
+    if not storage.is_remote(uri):
+        local = Path(strip_file_scheme(uri))
+        if local.is_dir():
+            raise InputError("base_video_path", f"{uri} is a folder", "give the video file inside it")
+        if not local.exists():
+            raise InputError("base_video_path", f"no video at {uri}", "check the path or URI")
     if storage.is_remote(uri) or storage.is_remote(storage.home()):
         return storage.file_digest(uri)
     path = Path(uri).resolve()

@@ -245,8 +245,12 @@ def _xlsx_sheet(data: bytes, uri: str, head: int | None = None) -> Sheet:
         # formula with no saved result, as scripts write them, has no value to use).
         book = openpyxl.load_workbook(io.BytesIO(data), data_only=True, read_only=True)
         formulas = openpyxl.load_workbook(io.BytesIO(data), data_only=False, read_only=True)
-        values_rows = book.worksheets[0].iter_rows(values_only=True, max_col=MAX_SHEET_COLUMNS + 1)
-        raw_rows = formulas.worksheets[0].iter_rows(values_only=True, max_col=MAX_SHEET_COLUMNS + 1)
+        declared_rows = book.worksheets[0].max_row or 0  # the sheet's own <dimension>: no cells read yet
+        if declared_rows > 2 * MAX_SHEET_ROWS:
+            raise InputError("sheet", f"spans {declared_rows:,} rows", ROWS_FIX)
+        width = min(book.worksheets[0].max_column or MAX_SHEET_COLUMNS + 1, MAX_SHEET_COLUMNS + 1)
+        values_rows = book.worksheets[0].iter_rows(values_only=True, max_col=width)
+        raw_rows = formulas.worksheets[0].iter_rows(values_only=True, max_col=width)
         warnings: list[str] = []
         header_cells = next(values_rows, None)
         next(raw_rows, None)

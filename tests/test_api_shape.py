@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from app.api import create_app
+from loom.errors import InputError
 from loom.settings import LoomSettings
 
 KEY = "test-key-0123456789"
@@ -315,3 +316,45 @@ def test_loom_serve_runs_this_app(home: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert KEY.encode() not in err  # the key never reaches the server's log
+
+
+@pytest.mark.parametrize(
+    ("sheet", "content", "expected"),
+    [
+        ("sheets/folder.csv", None, "is a folder"),
+        ("sheets/empty.csv", b"", "is empty"),
+        ("sheets/header-only.csv", b"client_name,company_name,logo\n", "has no rows"),
+        ("gs://other-bucket/sheet.csv", None, "names a bucket this server does not read"),
+        ("http://127.0.0.1:9/sheet.csv", None, "127.0.0.1 is a loopback address"),
+        ("sheets/bomb.xlsx", b"PK\x03\x04 not really a zip", "not a readable XLSX"),
+    ],
+)
+def test_campaign_sheets_that_cannot_work_are_422_naming_sheet(client: TestClient, home: Path, sheet: str, content: bytes | None, expected: str) -> None:
+    (home / "sheets").mkdir(exist_ok=True)
+    if sheet == "sheets/folder.csv":
+        (home / sheet).mkdir()
+    elif content is not None:
+        (home / sheet).write_bytes(content)
+    r = client.post("/campaigns", json={"template_id": "acme-demo", "sheet": sheet}, headers={"X-API-Key": KEY})
+    assert r.status_code == 422, r.text
+    assert _fields(r) == {"sheet"} and expected in r.json()["detail"][0]["msg"], r.text
+
+
+def test_campaign_sheet_that_does_not_answer_in_time_is_422(home: Path) -> None:
+    """A storage call that hangs does not hold the request: the sheet is named after the wait."""
+    import app.api as api
+
+    with pytest.raises(InputError) as err:
+        api.check_sheet_columns(_template(home), "https://example.invalid/s.csv", within_s=0.0)
+    assert err.value.field == "sheet" and "could not be read within" in err.value.problem
+
+
+def _template(home: Path):
+    from loom.template import load_template
+
+    return load_template(str(home / "templates" / "acme-demo.json"))
+
+
+def test_template_ids_with_a_trailing_newline_are_refused(client: TestClient) -> None:
+    r = client.post("/jobs", json=_job(template_id="acme-demo\n"), headers={"X-API-Key": KEY})
+    assert r.status_code == 422 and _fields(r) == {"template_id"}
