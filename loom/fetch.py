@@ -33,12 +33,16 @@ class FetchLimits:
     total_s: float
     connect_s: float = 5.0
     read_s: float = 10.0
+    # A server that drips bytes holds a worker as long as the total allows: past ``grace_s`` the
+    # average rate must reach ``min_rate`` bytes a second (any real file host is far faster).
+    min_rate: float = 32 * 1024
+    grace_s: float = 1.5
 
 
 LIMITS: dict[str, FetchLimits] = {
-    "logo": FetchLimits(max_bytes=20 * 2**20, total_s=15.0, read_s=5.0),
-    "sheet": FetchLimits(max_bytes=20 * 2**20, total_s=60.0),
-    "video": FetchLimits(max_bytes=4 * 2**30, total_s=900.0, read_s=30.0),
+    "logo": FetchLimits(max_bytes=20 * 2**20, total_s=15.0, connect_s=3.0, read_s=1.5),
+    "sheet": FetchLimits(max_bytes=20 * 2**20, total_s=60.0, connect_s=3.0, read_s=5.0),
+    "video": FetchLimits(max_bytes=4 * 2**30, total_s=900.0, read_s=30.0, min_rate=256 * 1024, grace_s=5.0),
     "file": FetchLimits(max_bytes=64 * 2**20, total_s=60.0),
 }
 
@@ -133,7 +137,8 @@ def fetch_to(
     """Stream ``url`` into ``sink`` within the kind's limits; the number of bytes written."""
     limits = limits or LIMITS[kind]
     allowed = _allowed(allowed_hosts)
-    deadline = time.monotonic() + limits.total_s
+    started = time.monotonic()
+    deadline = started + limits.total_s
     timeout = httpx.Timeout(limits.read_s, connect=limits.connect_s)
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _hop in range(MAX_REDIRECTS + 1):
@@ -163,10 +168,13 @@ def fetch_to(
                         written += len(chunk)
                         if written > limits.max_bytes:
                             raise TooLarge(f"the {kind} is over {_size(limits.max_bytes)}", f"use a {kind} under {_size(limits.max_bytes)}")
-                        if time.monotonic() > deadline:
+                        now = time.monotonic()
+                        if now > deadline:
                             raise FetchError(
-                                f"{hop.host} took over {limits.total_s:.0f} s to send the {kind}", "host it somewhere faster"
+                                f"{hop.host} took over {limits.total_s:g} s to send the {kind}", "host it somewhere faster"
                             )
+                        if now - started > limits.grace_s and written / (now - started) < limits.min_rate:
+                            raise FetchError(f"{hop.host} is sending the {kind} too slowly", "host it somewhere faster")
                         sink.write(chunk)
                 except httpx.TimeoutException:
                     raise FetchError(f"{hop.host} stopped sending the {kind}", "check the URL, or host it elsewhere") from None

@@ -171,3 +171,4 @@ def test_jobs_complete_or_fail_and_their_webhooks_arrive_signed(recipient_runner
     assert payloads[broken_id]["output_url"] is None
     # The job records say the webhooks were delivered.
     assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY}).json()["webhook"] == "delivered"
+

@@ -138,3 +138,16 @@ def test_nothing_is_written_outside_the_output_location(tmp_path: Path, monkeypa
     assert Path(result.output_uri).resolve().is_relative_to((home / "outputs").resolve())
     assert not any(p.name.startswith("evil") or "escaped" in str(p) for p in made)
     assert os.listdir(work) == []
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    text = json.dumps(
+        {"id": "x", "base_video_path": "b.mp4",
+         "voice_segments": [{"id": "hi", "start_time": 0.2, "end_time": 1.5, "template_text": "Hi {client_name}"}]}
+    )
+    for bad in ("Infinity", "NaN", "-Infinity"):
+        with pytest.raises(InputError) as err:
+            parse_template(text.replace("1.5", bad))
+        assert err.value.line() == "voice_segments.0.end_time: Input should be a finite number"
+    with pytest.raises(InputError, match="not a safe id"):
+        parse_template(text.replace('"id": "x"', '"id": "nl\\n"'))

@@ -21,6 +21,7 @@ from tests.prefect_fixtures import (  # noqa: F401  (fixtures)
     fake_elevenlabs,
     prefect_stack,
     read_manifest,
+    use_stack,
     wait_for_run,
     write_sheet,
     write_template,
@@ -188,3 +189,80 @@ def test_campaign_scaled_out_runs_batches_as_child_runs_on_the_cpu_pool(prefect_
     manifest = read_manifest(out / "manifest.csv")
     assert [r["status"] for r in manifest] == ["done", "done", "done"]
     assert (out / "manifest-rows-1-2.csv").is_file() and (out / "manifest-rows-3-3.csv").is_file()
+
+
+def test_jobs_api_campaign_rows_cannot_make_the_server_read_its_files_or_its_network(
+    use_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+) -> None:
+    """Through the jobs API on the local stack: rows naming a private server file (present or not),
+    an internal 127.0.0.1 service and an unresolvable host fail alone, each with a line that says
+    why and not what is there; the good row is made; the internal service receives no request."""
+    import shutil
+    import tempfile
+    from http.server import BaseHTTPRequestHandler
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+    from pydantic import SecretStr
+
+    from app.api import create_app
+    from loom.campaign import read_manifest_statuses
+    from loom.settings import LoomSettings, reload_settings
+    from testkit.http import serving
+
+    prefect_stack = use_stack
+    home = Path(prefect_stack.env["LOOM_HOME"])
+    monkeypatch.setenv("LOOM_HOME", str(home))
+    reload_settings()
+    data = json.loads(write_template(tmp_path / "tpl").read_text())
+    data.update(id="guarded", base_video_path=str(tmp_path / "tpl" / "base.mp4"), voice_segments=[])
+    data["visual_segments"].append(
+        {"id": "badge", "segment_type": "image", "start_time": 1.0, "end_time": 2.6, "x": 0.6, "y": 0.6,
+         "width": 0.3, "height": 0.3, "placeholder_key": "logo", "track": False}
+    )
+    (home / "templates").mkdir(parents=True, exist_ok=True)
+    (home / "templates" / "guarded.json").write_text(json.dumps(data))
+    (home / "assets").mkdir(exist_ok=True)
+    Image.new("RGB", (40, 40), (20, 200, 90)).save(home / "assets" / "guard-logo.png")
+    # A private folder of the server: outside $LOOM_HOME, the video's folder and the stack's allowed roots.
+    private = Path(tempfile.mkdtemp(prefix="loom-private-"))
+    Image.new("RGB", (40, 40), (200, 20, 20)).save(private / "secret.png")
+    hits: list[str] = []
+
+    class Internal(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    try:
+        with serving(Internal) as inside:
+            (home / "sheets").mkdir(exist_ok=True)
+            (home / "sheets" / "guard.csv").write_text(
+                "company_name,logo\n"
+                "Globex,../assets/guard-logo.png\n"
+                f"Private,{private / 'secret.png'}\n"
+                f"Missing,{private / 'missing.png'}\n"
+                f"Internal,http://127.0.0.1:{inside.server_address[1]}/logo.png\n"
+                "Nowhere,https://no-such-host.invalid/logo.png\n"
+            )
+            client = TestClient(create_app(LoomSettings(api_keys=SecretStr("guard-key-0123456789")), rate_limit_per_minute=0))
+            r = client.post("/campaigns", json={"template_id": "guarded", "sheet": "sheets/guard.csv"}, headers={"X-API-Key": "guard-key-0123456789"})
+            assert r.status_code == 202, r.text
+            with api(prefect_stack) as rest:
+                run = wait_for_run(rest, r.json()["id"], timeout=240)
+            assert run["state"]["type"] == "COMPLETED", run["state"]
+            job = client.get(f"/jobs/{r.json()['id']}", headers={"X-API-Key": "guard-key-0123456789"}).json()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    statuses = read_manifest_statuses(job["output_uri"])
+    assert statuses[1][0] == "done", statuses
+    refused = "logo (row {n}): is not in a folder this server reads for clients"
+    assert statuses[2][0] == statuses[3][0] == "invalid"
+    assert statuses[2][1].startswith(refused.format(n=2)) and statuses[3][1] == statuses[2][1].replace("(row 2)", "(row 3)")
+    assert statuses[4][0] == "invalid" and "127.0.0.1 is a loopback address" in statuses[4][1]
+    assert statuses[5][0] == "failed" and "no-such-host.invalid does not resolve" in statuses[5][1]
+    assert hits == []  # the internal service received no request
