@@ -461,3 +461,39 @@ def test_http_client_logs_lose_their_query_strings(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.INFO, logger="httpx"):
         logging.getLogger("httpx").info('HTTP Request: %s %s "%s %d %s"', "POST", "https://crm.example.com/hook?token=abc123", "HTTP/1.1", 200, "OK")
     assert "abc123" not in caplog.text and "https://crm.example.com/hook?***" in caplog.text
+
+
+def test_logos_sheets_and_remote_videos_all_refuse_a_redirect_inside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The three readers of client URLs share the fetcher: none follows a hop into the network."""
+    from loom import storage
+    from loom.media.probe import probe_video
+    from loom.recipients import read_sheet
+    from loom.visual.logo import load_logo
+
+    internal = _recorder()
+    with serving(internal) as inside:
+        target = f"http://127.0.0.1:{inside.server_address[1]}/x"
+
+        class Redirect(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        with serving(Redirect) as outside:
+            front = f"127.0.0.1:{outside.server_address[1]}"
+            monkeypatch.setenv("LOOM_INPUT_ALLOWED_HOSTS", front)
+            reload_settings()
+            with pytest.raises(InputError, match="loopback"):
+                load_logo(f"http://{front}/logo.png", "logo")
+            with pytest.raises(InputError, match="loopback"):
+                read_sheet(f"http://{front}/sheet.csv")
+            with pytest.raises(FetchError, match="loopback"):
+                with storage.local_path(f"http://{front}/base.mp4"):
+                    pass
+            with pytest.raises(Exception, match="loopback"):
+                probe_video(f"http://{front}/base.mp4")
+    assert internal.hits == []
