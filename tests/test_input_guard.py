@@ -54,6 +54,21 @@ def _recorder() -> type[Recorder]:
     return type("Internal", (Recorder,), {"hits": []})
 
 
+def _redirect_to(target: str) -> type[BaseHTTPRequestHandler]:
+    """A public-looking server that answers every request with a redirect to ``target``."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Redirect
+
+
 # ---------------------------------------------------------------- the policy
 
 
@@ -138,18 +153,7 @@ def test_the_input_allow_list_is_not_the_webhook_one(server_home: Path, monkeypa
 def test_a_redirect_into_the_network_is_refused_and_never_followed() -> None:
     internal = _recorder()
     with serving(internal) as inside:
-        target = f"http://127.0.0.1:{inside.server_address[1]}/secret.png"
-
-        class Redirect(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(302)
-                self.send_header("Location", target)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        with serving(Redirect) as outside:
+        with serving(_redirect_to(f"http://127.0.0.1:{inside.server_address[1]}/secret.png")) as outside:
             front = f"127.0.0.1:{outside.server_address[1]}"
             with pytest.raises(FetchError) as err:
                 fetch_bytes(f"http://{front}/logo.png", kind="logo", allowed_hosts={front})
@@ -472,18 +476,7 @@ def test_logos_sheets_and_remote_videos_all_refuse_a_redirect_inside(monkeypatch
 
     internal = _recorder()
     with serving(internal) as inside:
-        target = f"http://127.0.0.1:{inside.server_address[1]}/x"
-
-        class Redirect(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(302)
-                self.send_header("Location", target)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        with serving(Redirect) as outside:
+        with serving(_redirect_to(f"http://127.0.0.1:{inside.server_address[1]}/x")) as outside:
             front = f"127.0.0.1:{outside.server_address[1]}"
             monkeypatch.setenv("LOOM_INPUT_ALLOWED_HOSTS", front)
             reload_settings()
