@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,15 @@ for _name in ("ELEVENLABS_API_KEY", "ELEVENLABS_BASE_URL", "LOOM_WAV2LIP_CHECKPO
 
 
 @pytest.fixture(autouse=True)
-def operator_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def operator_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The tests' folders are the operator's: sheets and logos there may be read (loom.input_policy).
     Tests of the input guard itself take this away (``monkeypatch.delenv("LOOM_ALLOWED_ROOTS")``)."""
-    from loom.settings import reload_settings
+    from loom.settings import forget_configured
 
     monkeypatch.setenv("LOOM_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
-    reload_settings()
+    forget_configured()  # what an in-process CLI call configured (its roots) ends with its test
+    yield
+    forget_configured()
 
 
 @pytest.fixture
