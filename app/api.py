@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import jobs, webhooks
 from app.auth import DEFAULT_RATE_PER_MINUTE, DEFAULT_RUN_RATE_PER_MINUTE, RateLimiter, api_key_header, parse_keys, require_key
+from app.studio import UPLOAD_PATH, studio_router
+from app.studio_session import StudioSessions
 from loom import storage
 from loom.errors import InputError
 from loom.input_policy import InputPolicy
@@ -183,7 +185,7 @@ class _BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") == UPLOAD_PATH:  # uploads have their own cap
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
@@ -273,6 +275,8 @@ def create_app(
     app.state.jobs = store
     app.state.watcher = watcher
     app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
+    app.state.studio_sessions = StudioSessions(keys)
+    app.include_router(studio_router())
 
     def new_job(
         kind: str, template_id: str, who: str, run_id: str, webhook_url: str | None, output_dir: str | None = None

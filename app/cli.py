@@ -178,24 +178,16 @@ def create_template(
     prepare: Annotated[bool, typer.Option(help="Prepare it now (probe, mezzanine, tracks, faces)")] = True,
 ) -> None:
     """Validate a template, store it under its id and prepare it."""
-    from loom.template import load_template, save_template
-
-    from loom.errors import InputError
+    from loom.authoring import store_template
+    from loom.template import load_template
 
     template = load_template(config)
-    if prepare:
-        from loom.pipeline import prepare_template
-
-        with _spinner(f"preparing template {template.id}"):
-            prepared = prepare_template(template)
-        for warning in prepared.qa:
-            _err(f"warning: {warning}")
-    try:
-        stored = save_template(template)
-    except OSError as exc:
-        raise InputError("LOOM_HOME", f"cannot store the template ({exc.strerror or type(exc).__name__})", "set LOOM_HOME to a folder you can write to") from None
+    with _spinner(f"preparing template {template.id}") if prepare else contextlib.nullcontext():
+        stored = store_template(template, prepare=prepare)
+    for warning in stored.warnings:
+        _err(f"warning: {warning}")
     typer.echo(f"template {template.id} stored")
-    typer.echo(stored)
+    typer.echo(stored.uri)
 
 
 @app.command()

@@ -225,6 +225,8 @@ def _pydantic_line(exc: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     ctx_error = err.get("ctx", {}).get("error")
     if isinstance(ctx_error, InputError):
+        if err["loc"] and ctx_error.field == str(err["loc"][-1]) and len(err["loc"]) > 1:
+            return InputError(loc, ctx_error.problem, ctx_error.fix).line()  # name the segment, not only its field
         return ctx_error.line()
     return f"{loc}: {msg}"
 

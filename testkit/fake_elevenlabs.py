@@ -8,6 +8,9 @@ It speaks what the ``elevenlabs`` SDK 2.78 sends and parses:
 - ``POST /v1/text-to-speech/{voice_id}/with-timestamps`` -> ``{"audio_base64", "alignment",
   "normalized_alignment"}`` with per-character times
 - ``GET /v1/voices/{voice_id}`` -> the voice, or 404
+- ``POST /v1/speech-to-text`` (multipart: ``file``, ``model_id``, ``timestamps_granularity``) ->
+  ``{"language_code", "text", "words": [{"text", "start", "end", "type", ...}]}``: the words of
+  ``heard`` (set by a test: what the fake "hears" in any audio), with spacing entries between
 
 Auth is the ``xi-api-key`` header. Errors use ElevenLabs' body ``{"detail": {"status", "message"}}``
 (an exhausted quota is a 401 with status ``quota_exceeded``; an unknown voice a 404 with
@@ -153,6 +156,7 @@ class FakeElevenLabs:
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
         self.quota_left: int | None = None  # characters; None = unlimited
+        self.heard: list[tuple[str, float, float]] = []  # speech-to-text: (word, start, end) in any audio
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -287,7 +291,21 @@ class FakeElevenLabs:
                     if len(parts) == 4 and parts[3] != "with-timestamps":
                         return self._json(404, {"detail": "Not Found"})
                     return self._speak(rec, parts[2], timestamps=len(parts) == 4)
+                if parts == ["v1", "speech-to-text"]:
+                    return self._transcribe(rec)
                 self._json(404, {"detail": "Not Found"})
+
+            def _transcribe(self, rec: Recorded) -> None:
+                missing = [f for f in ("model_id",) if not rec.form.get(f)] + ([] if rec.files else ["file"])
+                if missing:
+                    return self._json(422, {"detail": [{"loc": ["body", f], "msg": "field required", "type": "missing"} for f in missing]})
+                words: list[dict[str, object]] = []
+                for i, (text, start, end) in enumerate(fake.heard):
+                    if i:
+                        words.append({"text": " ", "start": words[-1]["end"], "end": start, "type": "spacing", "speaker_id": None, "logprob": 0.0})
+                    words.append({"text": text, "start": start, "end": end, "type": "word", "speaker_id": None, "logprob": -0.05})
+                text = " ".join(w for w, _, _ in fake.heard)
+                self._json(200, {"language_code": "en", "language_probability": 0.99, "text": text, "words": words})
 
             def _add_voice(self, rec: Recorded) -> None:
                 if not rec.form.get("name") or not rec.files:
