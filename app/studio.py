@@ -169,6 +169,31 @@ def studio_router() -> APIRouter:
             target.unlink(missing_ok=True)  # nothing half-uploaded or unusable stays behind
             raise
 
+    @router.post("/api/sheet-rows")
+    async def sheet_rows(request: Request, who: Caller, name: Annotated[str, Query(max_length=200)] = "sheet.csv") -> dict[str, Any]:
+        """The first rows of a sheet (CSV or XLSX, the body), to try a template on a real row."""
+        from loom.recipients import MAX_SHEET_BYTES, read_sheet_head
+
+        suffix = Path(name).suffix.lower()
+        if suffix not in {".csv", ".xlsx", ".xlsm"}:
+            raise _bad("sheet", f"{suffix or 'a file without an extension'} is not a sheet", "upload a CSV or XLSX file", 415)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_SHEET_BYTES:
+                raise _bad("sheet", f"is over {MAX_SHEET_BYTES // 2**20} MB", "try it on a smaller sheet", 413)
+        target = _uploads() / "sheets" / f"{uuid.uuid4().hex[:12]}{suffix}"
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(body)
+        try:
+            head = read_sheet_head(str(target), rows=50)
+        except InputError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=exc.line()) from None
+        finally:
+            target.unlink(missing_ok=True)
+        rows = [{k: "" if v is None else str(v) for k, v in row.values.items() if k != "__formula__"} for row in head.rows]
+        return {"columns": head.columns, "rows": rows, "warnings": head.warnings}
+
     @router.post("/api/recordings")
     def name_recording(who: Caller, recording: Annotated[str, Body(embed=True, max_length=2048)]) -> dict[str, Any]:
         return _described(_recording(recording))

@@ -199,3 +199,16 @@ def test_find_it_proposes_the_window_where_the_words_were_said(studio: TestClien
         (request,) = fake.requests_to("speech-to-text")  # once per recording: the second answer was kept
     assert request.form["model_id"] == "scribe_v2" and request.form["timestamps_granularity"] == "word"
     assert request.files and request.files[0][1][:4] == b"RIFF"  # the audio, not the video
+
+
+def test_a_sheets_first_rows_fill_the_try_values(studio: TestClient) -> None:
+    client = _signed_in(studio)
+    r = client.post("/studio/api/sheet-rows?name=leads.csv", content=b"client_name,company_name,client_name\nAda,Globex,Eve\nGrace,Initech,\n")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["columns"] == ["client_name", "company_name"]
+    assert body["rows"] == [{"client_name": "Ada", "company_name": "Globex"}, {"client_name": "Grace", "company_name": "Initech"}]
+    assert "appears more than once" in body["warnings"][0]
+    assert client.post("/studio/api/sheet-rows?name=leads.pdf", content=b"%PDF").status_code == 415
+    empty = client.post("/studio/api/sheet-rows?name=leads.csv", content=b"")
+    assert empty.status_code == 422 and empty.json()["detail"].startswith("sheet: ")

@@ -135,7 +135,14 @@ def test_a_person_makes_a_template_without_typing_json(studio_url: str, page, lo
     page.click("#save")
     page.wait_for_function("document.getElementById('save-status').textContent.includes('saved and prepared')", timeout=120_000)
     page.wait_for_selector("#try:not([hidden])")
-    page.fill('#try-values input[data-key="logo"]', "logos/globex.png")
+    # Values from a row of a sheet: the second row fills the fields.
+    sheet = tmp_path / "leads.csv"
+    sheet.write_text("client_name,company_name,logo\nAda,Globex,logos/globex.png\nGrace,Initech,logos/globex.png\n")
+    page.set_input_files("#try-sheet", str(sheet))
+    page.wait_for_selector("#try-row:not([hidden])")
+    page.select_option("#try-row", "1")
+    assert page.input_value('#try-values input[data-key="client_name"]') == "Grace"
+    assert page.input_value('#try-values input[data-key="logo"]') == "logos/globex.png"
     page.click("#try-run")
     page.wait_for_function("document.getElementById('try-status').textContent.startsWith('made in')", timeout=120_000)
     page.wait_for_function("document.getElementById('result').readyState >= 2", timeout=30_000)

@@ -453,3 +453,26 @@ $("try-run").addEventListener("click", async () => {
     status.textContent = e.message;
   }
 });
+
+$("try-sheet").addEventListener("change", async () => {
+  const file = $("try-sheet").files[0];
+  if (!file) return;
+  try {
+    const sheet = await api(`/studio/api/sheet-rows?name=${encodeURIComponent(file.name)}`, {method: "POST", body: file});
+    const select = $("try-row");
+    select.innerHTML = "";
+    sheet.rows.forEach((row, i) => select.add(new Option(`row ${i + 1}: ${Object.values(row).slice(0, 2).join(", ")}`, String(i))));
+    select.hidden = sheet.rows.length === 0;
+    select.onchange = () => {
+      const row = sheet.rows[Number(select.value)];
+      document.querySelectorAll("#try-values input").forEach((input) => {
+        if (input.dataset.key in row) input.value = row[input.dataset.key];
+      });
+    };
+    select.onchange();
+    const missing = state.placeholders.filter((key) => !sheet.columns.includes(key));
+    $("try-sheet-status").textContent = `${sheet.rows.length} rows` + (missing.length ? ` — no column for ${missing.join(", ")}` : "") + (sheet.warnings.length ? ` — ${sheet.warnings.join("; ")}` : "");
+  } catch (e) {
+    $("try-sheet-status").textContent = e.message;
+  }
+});
