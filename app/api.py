@@ -340,6 +340,10 @@ def create_app(
     def scoped_key(who: str, given: str | None) -> str | None:
         return f"{who}:{given}" if given else None
 
+    # pages and files a browser opens (share pages, campaign pages, signed media links): no API key
+    for router in web_routers():
+        app.include_router(router)
+
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, bool]:
         return {"ok": True}
@@ -418,6 +422,12 @@ def create_app(
         return created(run_id)
 
     return app
+
+
+def web_routers() -> list:
+    from app import campaign_page, media_routes, share
+
+    return [media_routes.router, share.router, campaign_page.router]
 
 
 def check_sheet_columns(template: Template, sheet: str) -> None:

@@ -35,6 +35,7 @@ class RowOutcome(BaseModel):
     status: str
     error: str = ""
     seconds: float = 0.0
+    share_url: str = ""
 
 
 @task(name="make-recipient", task_run_name="row-{number}")
@@ -48,15 +49,15 @@ def make_recipient(
     started = time.perf_counter()
     try:
         if flow_run_per_row:
-            personalize_recipient(template=template, data=values, output=output_uri)
+            result = personalize_recipient(template=template, data=values, output=output_uri)
         else:
             apply_configured_blocks()  # a worker process of the pool starts without the parent's settings
             job = pipeline.plan_recipient(prepared.template, prepared, values, output_uri)
-            pipeline.run_recipient(job, TaskSteps(parallel=False))
+            result = pipeline.run_recipient(job, TaskSteps(parallel=False))
     except Exception as exc:  # one recipient's failure never stops the others
         get_run_logger().warning("row %s failed: %s", number, failure_line(exc))
         return RowOutcome(number=number, status="failed", error=failure_line(exc), seconds=time.perf_counter() - started)
-    return RowOutcome(number=number, status="done", seconds=time.perf_counter() - started)
+    return RowOutcome(number=number, status="done", seconds=time.perf_counter() - started, share_url=result.links.get("share", ""))
 
 
 def make_rows(
@@ -83,7 +84,7 @@ def make_rows(
                 outcome = future.result()
             except Exception as exc:  # the worker process itself died (e.g. out of memory)
                 outcome = RowOutcome(number=futures[future], status="failed", error=failure_line(exc))
-            on_row(plan.settle(outcome.number, outcome.status, outcome.error, outcome.seconds))
+            on_row(plan.settle(outcome.number, outcome.status, outcome.error, outcome.seconds, outcome.share_url))
 
 
 @task(name="make-batch-on-pool")
