@@ -68,8 +68,8 @@ def _row_html(row: dict[str, str], record: dict, views: int) -> str:
     error = row.get("error") or ""
     cells.append(escape(", ".join(flags)) + (f'<div class="err">{escape(error)}</div>' if error else ""))
     cost = record.get("cost") or {}
-    cells.append(f"{cost.get('cpu_s', 0):.1f} CPU-s<br>${cost.get('price_total', 0):.4f}" if cost else "")
-    cells.append(str(views) if record else "")
+    cells.append(f"{cost.get('cpu_s', 0):.1f} CPU-s<br>${cost.get('price_total', 0):.6f}" if cost else "")
+    cells.append(f'<span class="views">{views}</span>' if record else "")
     anchors = []
     if record.get("share_token"):
         anchors.append(f'<a class="share" href="{escape(links.share_page_url(record["share_token"]))}">share page</a>')
@@ -105,7 +105,7 @@ th{{position:sticky;top:0;background:#f4f4f4}} img{{display:block;border-radius:
 .err{{color:#a00;font-size:12px}}
 </style></head><body>
 <h1>{title}</h1>
-<p>{len(rows)} rows: {escape(summary)} · estimated cost ${price:.2f} · <a id="manifest" href="{manifest}" download>manifest.csv</a></p>
+<p>{len(rows)} rows: {escape(summary)} · estimated cost ${price:.4f} · <a id="manifest" href="{manifest}" download>manifest.csv</a></p>
 <table id="rows"><thead><tr><th>row</th><th>poster</th><th>recipient</th><th>status</th><th>QA</th><th>cost</th><th>views</th><th>links</th></tr></thead>
 <tbody>
 {body}

@@ -72,8 +72,8 @@ def lineage_rows(prepared: PreparedTemplate, result: RecipientResult) -> list[di
 def summary_markdown(prepared: PreparedTemplate, result: RecipientResult) -> str:
     lines = [f"# Video for recipient `{result.recipient_key}`", ""]
     video = result.links.get("video") or browser_url(result.output_uri)
-    if result.poster_uri:  # the poster, linking to the video: a click plays it in the browser
-        lines += [f"[![poster]({result.links.get('poster') or browser_url(result.poster_uri)})]({video})", ""]
+    if result.poster_uri:  # the UI's markdown shows no image inside a link: the poster, then the link
+        lines += [f"![poster]({result.links.get('poster') or browser_url(result.poster_uri)})", ""]
     lines += [f"**Video:** [▶ play {Path(result.output_uri).name}]({video})", ""]
     if result.links.get("share"):
         lines += [f"**Share page:** [{result.links['share']}]({result.links['share']})", ""]

@@ -182,10 +182,11 @@ def test_the_recipient_artifact_shows_the_poster_inline_and_links_that_open(site
     _, result, template = site
     markdown = summary_markdown(load_prepared(load_template(str(template))), result)
     assert "file://" not in markdown
-    image = re.search(r"\[!\[poster\]\(([^)]+)\)\]\(([^)]+)\)", markdown)
-    assert image is not None
-    assert httpx.get(image.group(1)).headers["content-type"] == "image/jpeg"
-    assert httpx.get(image.group(2), headers={"Range": "bytes=0-9"}).status_code == 206
+    poster = re.search(r"!\[poster\]\(([^)]+)\)", markdown)
+    video = re.search(r"\[▶ play ada.mp4\]\(([^)]+)\)", markdown)
+    assert poster is not None and video is not None
+    assert httpx.get(poster.group(1)).headers["content-type"] == "image/jpeg"
+    assert httpx.get(video.group(1), headers={"Range": "bytes=0-9"}).status_code == 206
 
 
 def test_the_jobs_api_output_url_of_a_local_file_opens(site) -> None:  # noqa: ANN001
