@@ -304,35 +304,46 @@ def preview_uri(out_uri: str) -> str:
 def compose(
     prepared: PreparedTemplate, inserts: list[AudioInsert] | Future, patch_sets: list[PatchSetRef], out_uri: str
 ) -> dict[str, object]:
-    """Render the video and its preview; the preview's "after" frames are kept while rendering.
+    """Render the video, its preview, poster and GIF; their frames are kept while rendering.
     ``inserts`` may be a ``Future`` of them (lines still being spoken): only the audio waits.
-    The preview is drawn on a thread as soon as the edited spans are encoded, while the rest of
-    the video is muxed, and written once the video is."""
+    The preview and the share assets (``loom.media.share_assets``) are made on threads as soon as
+    the edited spans are encoded, while the rest of the video is muxed."""
     # the renderer and the preview (~0.25 s): imported when a video is made, not when one is planned
     from loom.media.render import render_recipient
-    from loom.visual.preview import make_preview, preview_frames, preview_png
-
     from loom.media.share_assets import make_share_assets, wanted_frames
+    from loom.visual.preview import make_preview, preview_frames, preview_png
 
     # the preview's frames and the poster's and GIF's: the render keeps the ones it re-encodes
     capture: dict[int, object] = dict.fromkeys([*preview_frames(prepared), *wanted_frames(prepared)])
     told: list[tuple[int, int]] | None = None
     drawing: Future | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-preview") as pool:
+    sharing: Future | None = None
+
+    def share_assets() -> object:
+        with costs.step("share_assets"):
+            return make_share_assets(prepared, out_uri, capture)
+
+    # the recipient's cost ledger, for the thread that makes the share assets (the render calls
+    # ``encoded`` from its own thread, whose context has none)
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-preview") as pool:
 
         def encoded(regions: list[tuple[int, int]]) -> None:
-            nonlocal told, drawing
-            with contextlib.suppress(RuntimeError):  # the render already returned: drawn after it instead
+            nonlocal told, drawing, sharing
+            with contextlib.suppress(RuntimeError):  # the render already returned: made after it instead
                 drawing = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
+                sharing = pool.submit(context.run, share_assets)
                 told = regions
 
         with costs.step("render"):
             report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
-        with costs.step("share_assets"):  # beside the preview's drawing thread
-            assets = make_share_assets(prepared, out_uri, capture)
         png = drawing.result() if drawing is not None else None
+        assets = sharing.result() if sharing is not None else None
+    spliced = report.mode == "splice" and told == report.reencoded_spans  # what the threads saw is what was written
+    if assets is None or not spliced:
+        assets = share_assets()
     target = preview_uri(out_uri)
-    if png is not None and report.mode == "splice" and told == report.reencoded_spans:
+    if png is not None and spliced:
         storage.write_bytes(target, png)
         preview = target
     else:

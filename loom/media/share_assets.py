@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import time
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
@@ -21,7 +22,6 @@ from loom.prepared import PreparedTemplate
 GIF_WIDTH = 480  # what email clients show without scaling (most cap images at 600 px)
 GIF_FPS = 5
 GIF_SECONDS = 3.0
-GIF_LEAD_S = 0.5  # the GIF starts this long before the first personalized moment
 GIF_MAX_BYTES = 2 * 1024 * 1024
 GIF_COLOURS = 128
 POSTER_MAX_WIDTH = 1280
@@ -68,13 +68,15 @@ def poster_frame(prepared: PreparedTemplate) -> int:
 
 
 def gif_frames(prepared: PreparedTemplate) -> list[int]:
-    """``GIF_SECONDS`` at ``GIF_FPS`` from just before the first personalized moment (kept inside the video)."""
+    """``GIF_SECONDS`` at ``GIF_FPS`` from the first personalized moment (kept inside the video): the
+    first frame is personalized too, and it is all some mail clients (Outlook on Windows) show;
+    the render has re-encoded these frames, so they come from its capture, not a decode."""
     fps = float(prepared.video.frame_rate)
     count = prepared.video.frame_count
     spans = _segment_spans(prepared)
     moment = spans[0][0] if spans else 0.0
     duration = count / fps
-    start = max(0.0, min(moment - GIF_LEAD_S, duration - GIF_SECONDS))
+    start = max(0.0, min(moment, duration - GIF_SECONDS))
     indices = [min(count - 1, int(round((start + i / GIF_FPS) * fps))) for i in range(int(GIF_SECONDS * GIF_FPS))]
     return sorted(set(indices))
 
@@ -96,11 +98,12 @@ def _fill_missing(prepared: PreparedTemplate, frames: dict[int, object]) -> dict
 
 
 def _resized(frame: np.ndarray, width: int) -> Image.Image:
-    image = Image.fromarray(frame)
-    if image.width == width:
-        return image
-    height = max(2, int(round(image.height * width / image.width)))
-    return image.resize((width, height), Image.Resampling.LANCZOS if width < image.width else Image.Resampling.BICUBIC)
+    if frame.shape[1] == width:
+        return Image.fromarray(frame)
+    height = max(2, int(round(frame.shape[0] * width / frame.shape[1])))
+    # OpenCV's area filter: a tenth of Pillow's Lanczos time for a 720p frame, as sharp at a third of the size
+    interpolation = cv2.INTER_AREA if width < frame.shape[1] else cv2.INTER_CUBIC
+    return Image.fromarray(cv2.resize(frame, (width, height), interpolation=interpolation))
 
 
 def play_badge(size: tuple[int, int]) -> Image.Image:
