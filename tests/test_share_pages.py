@@ -198,3 +198,37 @@ def test_the_jobs_api_output_url_of_a_local_file_opens(site) -> None:  # noqa: A
     assert httpx.get(url, headers={"Range": "bytes=0-9"}).status_code == 206
     assert API_KEY  # the app refuses the jobs routes without a key; media links need none
     assert httpx.get(f"{server.url}/templates").status_code == 401
+
+
+def test_the_jobs_api_shows_a_jobs_links_and_its_share_page_views(site) -> None:  # noqa: ANN001
+    import datetime as dt
+    import uuid
+
+    from app import jobs
+
+    _, result, _ = site
+    httpx.get(result.links["share"], headers={"User-Agent": "jobs-view-agent"})
+    record = jobs.JobRecord(id=str(uuid.uuid4()), kind="recipient", template_id="flowdemo", owner="o", created_at=dt.datetime.now(dt.timezone.utc))
+    found, seen = jobs._links_and_views(record, result.output_uri)
+    assert found["share"] == result.links["share"] and set(found) >= {"video", "poster", "gif", "email", "preview"}
+    assert httpx.get(found["poster"]).status_code == 200
+    assert seen and seen[-1]["user_agent"] == "jobs-view-agent" and dt.datetime.fromisoformat(seen[-1]["at"])
+    assert set(jobs.JobView.model_fields) >= {"links", "views"}
+
+
+def test_revoke_share_from_the_cli_and_an_unknown_token_is_one_line_exit_2(site) -> None:  # noqa: ANN001
+    import os
+    import subprocess
+    import sys
+
+    server, result, _ = site
+    spare = shares.create_share(result.output_uri, "Ada", "t", "k")
+    env = {**os.environ, "LOOM_HOME": str(server.home), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    loom = [sys.executable, "-m", "app.cli", "revoke-share"]
+    done = subprocess.run([*loom, spare.token], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert httpx.get(links.share_page_url(spare.token)).status_code == 410
+    unknown = subprocess.run([*loom, "A" * 24], capture_output=True, text=True, env=env, timeout=120)
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [f"error: token: no share '{'A' * 24}' (check the link's last part)"]
+    malformed = subprocess.run([*loom, "../etc"], capture_output=True, text=True, env=env, timeout=120)
+    assert malformed.returncode == 2 and "Traceback" not in malformed.stderr
