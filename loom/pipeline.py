@@ -310,7 +310,7 @@ def compose(
     the edited spans are encoded, while the rest of the video is muxed."""
     # the renderer and the preview (~0.25 s): imported when a video is made, not when one is planned
     from loom.media.render import render_recipient
-    from loom.media.share_assets import make_share_assets, wanted_frames
+    from loom.media.share_assets import gif_uri, make_share_assets, poster_uri, wanted_frames
     from loom.visual.preview import make_preview, preview_frames, preview_png
 
     # the preview's frames and the poster's and GIF's: the render keeps the ones it re-encodes
@@ -335,8 +335,16 @@ def compose(
                 sharing = pool.submit(context.run, share_assets)
                 told = regions
 
-        with costs.step("render"):
-            report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
+        try:
+            with costs.step("render"):
+                report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
+        except BaseException:
+            if sharing is not None:  # no poster or GIF of a video that was not made
+                with contextlib.suppress(Exception):
+                    sharing.result()
+                for made in (poster_uri(out_uri), gif_uri(out_uri)):
+                    storage.remove(made)
+            raise
         png = drawing.result() if drawing is not None else None
         assets = sharing.result() if sharing is not None else None
     spliced = report.mode == "splice" and told == report.reencoded_spans  # what the threads saw is what was written

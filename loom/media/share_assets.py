@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+import zipfile
 
 import cv2
 import numpy as np
@@ -87,14 +88,39 @@ def wanted_frames(prepared: PreparedTemplate) -> list[int]:
 
 
 def _fill_missing(prepared: PreparedTemplate, frames: dict[int, object]) -> dict[int, np.ndarray]:
-    """The captured frames, and the copied ones (None: not re-encoded) from the working video."""
-    from loom.visual.preview import _frames_at  # the preview's batched decoder (one pass per run of frames)
-
+    """The captured frames, and the copied ones (None: not re-encoded) as the working video has them."""
     have = {i: f for i, f in frames.items() if isinstance(f, np.ndarray)}
     missing = [i for i in frames if i not in have]
     if missing:
-        have.update(_frames_at(prepared.working_video_uri, missing, keep=True))
+        have.update(_original_frames(prepared, missing))
     return have
+
+
+def _original_frames(prepared: PreparedTemplate, indices: list[int]) -> dict[int, np.ndarray]:
+    """The working video's frames at ``indices``, decoded once per template version and kept in its
+    prepared folder (every recipient's GIF and poster fall on the same frames): the GIF's at its
+    width, the poster's as large as a poster is."""
+    from loom.media.patches import read_npz, write_npz
+    from loom.visual.preview import _frames_at  # the preview's batched decoder (one pass per run of frames)
+
+    cache = storage.join(prepared.root, "share-before.npz")
+    poster = poster_frame(prepared)
+    wanted = sorted(set(indices))
+    if storage.exists(cache):
+        try:
+            data = read_npz(cache)
+            if all(str(i) in data for i in wanted):
+                return {i: np.asarray(data[str(i)]) for i in wanted}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            pass  # unreadable (e.g. a damaged file): made again below
+    every = sorted(set(wanted) | set(wanted_frames(prepared)))
+    decoded = _frames_at(prepared.working_video_uri, every, keep=True)
+    stored = {
+        str(i): np.asarray(_resized(f, min(POSTER_MAX_WIDTH if i == poster else GIF_WIDTH, f.shape[1])))
+        for i, f in decoded.items()
+    }
+    write_npz(cache, stored)
+    return {i: stored[str(i)] for i in wanted if str(i) in stored}
 
 
 def _resized(frame: np.ndarray, width: int) -> Image.Image:
