@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.prefect_fixtures import api, artifacts_of, create_run, deployment_id, fake_elevenlabs, prefect_stack, wait_for_run  # noqa: F401
+from tests.gcs_fixtures import gcs_bucket  # noqa: F401
 from tests.web_fixtures import chromium, screenshot, serving  # noqa: F401
 from testkit.campaign_inputs import write_sheet, write_template
 
@@ -68,6 +69,38 @@ def test_recipient_run_through_rest_has_artifacts_whose_links_open_in_the_prefec
             player.close()
     finally:
         page.close()
+
+
+def test_recipient_run_on_a_gs_home_has_signed_links_that_open(prefect_stack, gcs_bucket: str, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    """The same run with the stack's worker on a gs:// home (the GCS emulator) and a service account
+    that signs: the artifact's links are V4 signed URLs that answer."""
+    import os
+
+    from tests.test_share_gcs import _key_file
+
+    template = write_template(tmp_path / "tpl")
+    env = {
+        "LOOM_HOME": f"{gcs_bucket}/stack-home",
+        "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"],
+        "GOOGLE_APPLICATION_CREDENTIALS": str(_key_file(tmp_path)),
+        "LOOM_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    with api(prefect_stack) as client:
+        dep = deployment_id(client, "personalize-recipient", "personalize-recipient")
+        params = {"template": str(template), "data": {"client_name": "Hedy", "company_name": "Lamarr"}, "output": f"{gcs_bucket}/out/hedy.mp4"}
+        run = wait_for_run(client, create_run(client, dep, {"parameters": params, "job_variables": {"env": env}})["id"])
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        (summary,) = [a for a in artifacts_of(client, [run["id"]]) if (a["key"] or "").startswith("recipient-")]
+    markdown = summary["data"]
+    for name, kind in (("preview", "image/png"), ("poster", "image/jpeg")):
+        url = re.search(rf"!\[{name}\]\(([^)]+)\)", markdown).group(1)
+        assert url.startswith(env["STORAGE_EMULATOR_HOST"]) and "X-Goog-Signature=" in url
+        resp = httpx.get(url)
+        assert resp.status_code == 200 and resp.headers["content-type"] == kind, name
+    video = re.search(r"\*\*Video:\*\* \[[^\]]*\]\(([^)]+)\)", markdown).group(1)
+    assert "X-Goog-Signature=" in video
+    resp = httpx.get(video, headers={"Range": "bytes=0-1023"})
+    assert resp.status_code == 206 and resp.headers["content-type"] == "video/mp4" and len(resp.content) == 1024
 
 
 def test_share_page_email_snippet_and_campaign_page_in_chromium(chromium, tmp_path: Path) -> None:  # noqa: ANN001, F811
