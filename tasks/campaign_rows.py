@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from blocks import apply_configured_blocks
 from loom import pipeline
-from loom.campaign import CampaignEntry, CampaignPlan, failure_line, read_manifest_statuses
+from loom.campaign import CampaignEntry, CampaignPlan, failure_line, read_manifest_rows
 from loom.prepared import PreparedTemplate
 from tasks.recipient_steps import TaskSteps
 
@@ -113,7 +113,9 @@ def make_batches(
     futures = [make_batch_on_pool.submit(template, sheet, plan.output_dir, b, concurrency) for b in batches]
     for future, batch in zip(futures, batches):
         failed_run = future.result()
-        child = read_manifest_statuses(plan.only_rows(batch).manifest_uri)
+        child = {int(r["row"]): r for r in read_manifest_rows(plan.only_rows(batch).manifest_uri)}
+        missing = {"status": "failed", "error": failed_run.error if failed_run else "no result from the batch run"}
         for number in batch:
-            status, error = child.get(number, ("failed", failed_run.error if failed_run else "no result from the batch run"))
-            on_row(plan.settle(number, "done" if status in ("done", "skipped") else status, error))
+            row = child.get(number, missing)
+            status = "done" if row["status"] in ("done", "skipped") else row["status"]
+            on_row(plan.settle(number, status, row.get("error") or "", share_url=row.get("share_url") or ""))
