@@ -2,8 +2,8 @@
 estimated price from configurable rates (``LOOM_PRICE_CPU_SECOND``, ``LOOM_PRICE_TTS_CHARACTER``).
 
 A recipient's run opens a ledger (``measuring``); each engine step it calls records itself
-(``step``), from whichever thread runs it: the ledger travels in a context variable, which the
-recipient's own threads and Prefect's task threads copy. CPU seconds are the process's CPU time
+(``step``), from whichever thread runs it: the ledger travels in a context variable, which
+Prefect's task threads copy and ``bound`` carries to a plain thread pool or a callback. CPU seconds are the process's CPU time
 while the step ran (FFmpeg's and torch's threads included): exact when a process makes one
 recipient at a time; steps that overlap in one process (a campaign's rows on threads) share it.
 """
@@ -14,11 +14,14 @@ import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
 from loom.settings import get_settings
+
+T = TypeVar("T")
 
 FREE_PROVIDERS = {"espeak"}  # the offline voice: nothing is sent anywhere
 
@@ -97,6 +100,21 @@ def measuring() -> Iterator[CostLedger]:
 
 def current() -> CostLedger | None:
     return _current.get()
+
+
+def bound(func: Callable[..., T]) -> Callable[..., T]:
+    """``func`` recording into this context's ledger from whichever thread later calls it (a plain
+    thread pool, or a callback on another library's thread, copies no context)."""
+    ledger = _current.get()
+
+    def run(*args: object, **kwargs: object) -> T:
+        token = _current.set(ledger)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    return run
 
 
 @contextlib.contextmanager

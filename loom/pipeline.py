@@ -8,7 +8,6 @@ both to the same output.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import json
 import logging
@@ -319,20 +318,19 @@ def compose(
     drawing: Future | None = None
     sharing: Future | None = None
 
+    # bound to the recipient's cost ledger: the render calls ``encoded`` from its own thread
+    @costs.bound
     def share_assets() -> object:
         with costs.step("share_assets"):
             return make_share_assets(prepared, out_uri, capture)
 
-    # the recipient's cost ledger, for the thread that makes the share assets (the render calls
-    # ``encoded`` from its own thread, whose context has none)
-    context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-preview") as pool:
 
         def encoded(regions: list[tuple[int, int]]) -> None:
             nonlocal told, drawing, sharing
             with contextlib.suppress(RuntimeError):  # the render already returned: made after it instead
                 drawing = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
-                sharing = pool.submit(context.run, share_assets)
+                sharing = pool.submit(share_assets)
                 told = regions
 
         try:
@@ -559,8 +557,8 @@ class InProcessSteps:
         return lipsync_backend_ready()
 
     def voice(self, job: RecipientJob, segment: VoiceSegment) -> Future[AudioInsert]:
-        # with this thread's context: the voice step records its cost in the recipient's ledger
-        return self._speaker.submit(contextvars.copy_context().run, voice_line, job.prepared, segment, job.values)
+        # the voice step records its cost in the recipient's ledger from the speaker thread
+        return self._speaker.submit(costs.bound(voice_line), job.prepared, segment, job.values)
 
     def draw(self, job: RecipientJob, segment: VisualSegment) -> Done[PatchSetRef]:
         ref = draw_visual(job.prepared, segment, job.values, job.workdir, in_memory=True)

@@ -187,4 +187,5 @@ def test_campaign_scaled_out_runs_batches_as_child_runs_on_the_cpu_pool(prefect_
     assert len(list(out.glob("*.mp4"))) == 3
     manifest = read_manifest(out / "manifest.csv")
     assert [r["status"] for r in manifest] == ["done", "done", "done"]
+    assert all("/v/" in r["share_url"] and "/media/" in r["video_url"] for r in manifest)  # carried up from the batches
     assert (out / "manifest-rows-1-2.csv").is_file() and (out / "manifest-rows-3-3.csv").is_file()
