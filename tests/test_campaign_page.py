@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from loom import links
 from testkit.campaign_inputs import read_manifest, write_sheet, write_template
