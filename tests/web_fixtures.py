@@ -58,9 +58,12 @@ def serving(home: Path) -> Iterator[WebServer]:
     reload_settings()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """Debian's Chromium driven by the pip playwright's driver (its own browser download is not used)."""
+    """Debian's Chromium driven by the pip playwright's driver (its own browser download is not used).
+
+    Per module, not per session: while Playwright's sync API is open it runs an event loop on the
+    main thread, and a Prefect flow called then (a later module's) returns a coroutine."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium")
