@@ -69,3 +69,23 @@ def test_a_gs_home_gets_signed_urls_that_open(gcs_bucket: str, tmp_path: Path, m
         links._default_credentials.cache_clear()
         monkeypatch.undo()
         reload_settings()
+
+
+def test_share_records_and_views_on_a_gs_home(gcs_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """An object store cannot append: each view is an object of its own, read back in order."""
+    from loom import shares
+    from loom.settings import reload_settings
+
+    monkeypatch.setenv("LOOM_HOME", f"{gcs_bucket}/share-home")
+    reload_settings()
+    try:
+        share = shares.create_share(f"{gcs_bucket}/out/x.mp4", "Ada", "t", "k")
+        assert shares.load_share(share.token).output_uri == f"{gcs_bucket}/out/x.mp4"
+        for agent in ("first-agent", "second-agent"):
+            shares.record_view(share.token, agent)
+        assert [v.user_agent for v in shares.views(share.token)] == ["first-agent", "second-agent"]
+        shares.revoke_share(share.token)
+        assert shares.load_share(share.token).revoked and len(shares.views(share.token)) == 2
+    finally:
+        monkeypatch.undo()
+        reload_settings()
