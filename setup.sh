@@ -14,6 +14,15 @@ fi
 # entry points) for anything run from here: the editable install writes its own.
 rm -rf better_loom.egg-info
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# The browser tests (share, campaign and Prefect UI pages) drive Debian's Chromium through the pip
+# playwright's driver: Playwright's own browser download is not available on these machines.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: chromium is missing (as root: apt-get install -y chromium); the browser tests need it" >&2
+  fi
+fi
 # An editable install leaves the project's modules uncompiled; where PYTHONDONTWRITEBYTECODE is set
 # (as in many containers) every `loom` process would compile them again (~0.3 s per start).
 .venv/bin/python -m compileall -q loom app tasks flows blocks >/dev/null

@@ -317,6 +317,10 @@ def create_app(
     def scoped_key(who: str, given: str | None) -> str | None:
         return f"{who}:{given}" if given else None
 
+    # pages and files a browser opens (share pages, campaign pages, signed media links): no API key
+    for router in web_routers():
+        app.include_router(router)
+
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, bool]:
         return {"ok": True}
@@ -394,6 +398,12 @@ def create_app(
         return created(run_id)
 
     return app
+
+
+def web_routers() -> list:
+    from app import campaign_page, media_routes, share
+
+    return [media_routes.router, share.router, campaign_page.router]
 
 
 SHEET_CHECK_S = 15.0

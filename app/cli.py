@@ -124,11 +124,11 @@ def _read_json_file(path: str, field: str) -> dict[str, Any]:
     return data
 
 
-def _check_port(port: int) -> None:
+def _check_port(port: int, option: str = "--port") -> None:
     from loom.errors import InputError
 
     if not 1 <= port <= 65535:
-        raise InputError("--port", f"{port} is not a port", "use a number between 1 and 65535")
+        raise InputError(option, f"{port} is not a port", "use a number between 1 and 65535")
 
 
 def _check_out(out: str | None, folder: bool) -> None:
@@ -213,6 +213,8 @@ def personalize(
         _err(f"warning: {warning}")
     if result.preview_uri:
         typer.echo(f"preview: {result.preview_uri}")
+    if result.links.get("share"):
+        typer.echo(f"share page: {result.links['share']} (served by `loom serve` / `loom up`)")
     typer.echo(result.output_uri)
 
 
@@ -259,6 +261,10 @@ def campaign(
         elif entry.status in ("done", "skipped"):
             typer.echo(entry.output_uri)
     typer.echo(plan.summary())
+    from loom.campaign import campaign_id
+    from loom.links import campaign_page_url
+
+    typer.echo(f"campaign page: {campaign_page_url(campaign_id(plan.output_dir))}")
     typer.echo(plan.manifest_uri)
 
 
@@ -316,23 +322,39 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Address to bind")] = "127.0.0.1",
 ) -> None:
-    """Run the jobs API (POST /jobs, GET /jobs/{id}); talks to PREFECT_API_URL."""
+    """Run the jobs API (POST /jobs, GET /jobs/{id}), the signed media links, share pages (/v/<token>)
+    and campaign pages; talks to PREFECT_API_URL. Links point at LOOM_PUBLIC_URL (default port 8080)."""
     _check_port(port)
     import uvicorn
 
     from app.api import create_app
 
+    _err(f"serving on http://{host}:{port} (links written by workers point at LOOM_PUBLIC_URL)")
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
 @app.command()
 @user_errors
-def up(port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200) -> None:
-    """Start the local stack: Prefect server, pools, deployments, workers. Ctrl-C stops it."""
+def up(
+    port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200,
+    web_port: Annotated[int, typer.Option("--web-port", help="Port of the web server: jobs API, media links, share and campaign pages")] = 8080,
+) -> None:
+    """Start the local stack: Prefect server, pools, deployments, workers and the web server. Ctrl-C stops it."""
     _check_port(port)
+    _check_port(web_port, "--web-port")
     from app.stack import run_stack
 
-    run_stack(port=port)
+    run_stack(port=port, web_port=web_port)
+
+
+@app.command("revoke-share")
+@user_errors
+def revoke_share(token: Annotated[str, typer.Argument(help="The last part of a share link (/v/<token>)")]) -> None:
+    """Stop a share page from showing its video (it answers 410 from now on)."""
+    from loom.shares import revoke_share as revoke
+
+    share = revoke(token)
+    typer.echo(f"revoked the share of {share.output_uri} for {share.recipient}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ and answers bad input without loading it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from typing import Literal
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from pydantic import BaseModel, Field
 
@@ -68,10 +69,14 @@ class JobView(BaseModel):
     state: str = Field(description="Prefect's state name (Scheduled, Late, Running, Completed, Crashed, ...)")
     progress: float = Field(ge=0, le=1, description="0 to 1")
     output_uri: str | None = Field(default=None, description="where the output was stored")
-    output_url: str | None = Field(default=None, description="where to fetch it: a signed URL for gs://, the absolute path for local storage")
+    output_url: str | None = Field(default=None, description="where to open it: a signed URL for gs://, a signed link to this server's /media route for local storage")
     error: str | None = None
     created_at: dt.datetime | None = None
     webhook: str | None = Field(default=None, description="none, pending, delivered or failed")
+    links: dict[str, str] = Field(
+        default_factory=dict, description="what a browser opens: video, poster, gif, email, preview, share page; campaign page"
+    )
+    views: list[dict[str, str]] = Field(default_factory=list, description="the share page's views: time and user agent")
 
 
 # ---------------------------------------------------------------- secrets never leave
@@ -315,6 +320,7 @@ def read_job(record: JobRecord) -> JobView:
         raise OrchestratorUnavailable(
             f"the Prefect API is not reachable ({type(exc).__name__}); check PREFECT_API_URL"
         ) from None
+    page_links, seen = _links_and_views(record, output_uri) if output_uri else ({}, [])
     error = None
     if status == "failed":
         error = scrub(run_error(state.message if state is not None else None, state.name if state is not None else "Failed"))
@@ -330,7 +336,36 @@ def read_job(record: JobRecord) -> JobView:
         error=error,
         created_at=record.created_at,
         webhook=record.webhook_state,
+        links=page_links,
+        views=seen,
     )
+
+
+def _links_and_views(record: JobRecord, output_uri: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """Fresh links to a finished job's files and pages, and its share page's views (from the
+    recipient's record beside the video; a campaign's page link)."""
+    from loom import links, shares
+    from loom.campaign import campaign_id
+    from loom.media.share_assets import output_stem
+
+    if record.kind == "campaign":
+        folder = record.output_dir or output_uri.rsplit("/", 1)[0]
+        return {"campaign": links.campaign_page_url(campaign_id(folder))}, []
+    record_uri = f"{output_stem(output_uri)}.json"
+    try:
+        made = json.loads(storage.read_text(record_uri)) if storage.exists(record_uri) else {}
+    except (OSError, ValueError):
+        made = {}
+    found = {"video": links.browser_url(output_uri)}
+    for name in ("poster", "gif", "email", "preview"):
+        if made.get(f"{name}_uri"):
+            found[name] = links.browser_url(made[f"{name}_uri"])
+    token = made.get("share_token")
+    seen: list[dict[str, str]] = []
+    if token:
+        found["share"] = links.share_page_url(token)
+        seen = [{"at": v.at.isoformat(), "user_agent": v.user_agent} for v in shares.views(token)]
+    return found, seen
 
 
 _RUN_EXCEPTION = re.compile(r"^(?:Flow|Task) run encountered an exception:?\s*(?P<type>[A-Za-z_][\w.]*): (?P<line>.*)$", re.S)
@@ -352,46 +387,19 @@ def run_error(message: str | None, state_name: str) -> str:
 # ---------------------------------------------------------------- output URLs
 
 
-def output_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL) -> str | None:
-    """A URL a client can fetch: a V4 signed URL for gs://; for a local file, its absolute path."""
-    if uri.startswith(("gs://", "gcs://")):
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-        if emulator:  # a local GCS emulator needs no signature: its media URL
-            bucket, _, name = uri.split("://", 1)[1].partition("/")
-            return f"{emulator.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
-        return signed_gcs_url(uri, ttl)
-    if uri.startswith(("https://", "http://")):
-        return uri
-    return os.path.abspath(uri.removeprefix("file://"))
+def output_url(uri: str, ttl: dt.timedelta | None = None) -> str | None:
+    """A URL a client opens: a V4 signed URL for gs://; for a local file, a signed, expiring link
+    served by this web server's media route (``loom.links``)."""
+    from loom import links
+
+    return links.browser_url(uri, int(ttl.total_seconds()) if ttl is not None else None)
 
 
-def signed_gcs_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL, credentials=None) -> str | None:
-    """A V4 signed GET URL; with keyless credentials (Cloud Run) signing goes through IAM signBlob."""
-    # Google's auth and storage clients (~0.5 s) only when a gs:// output is signed
-    import google.auth
-    import google.auth.transport.requests
-    from google.cloud import storage as gcs
+def signed_gcs_url(uri: str, ttl: dt.timedelta = SIGNED_URL_TTL, credentials=None) -> str | None:  # noqa: ANN001
+    """A V4 signed GET URL (``loom.links.signed_gcs_url``)."""
+    from loom import links
 
-    bucket, _, name = uri.split("://", 1)[1].partition("/")
-    try:
-        if credentials is None:
-            credentials, project = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        else:
-            project = "loom"
-        blob = gcs.Client(project=project, credentials=credentials).bucket(bucket).blob(name)
-        if hasattr(credentials, "sign_bytes"):
-            return blob.generate_signed_url(version="v4", expiration=ttl, method="GET")
-        credentials.refresh(google.auth.transport.requests.Request())
-        return blob.generate_signed_url(
-            version="v4",
-            expiration=ttl,
-            method="GET",
-            service_account_email=credentials.service_account_email,
-            access_token=credentials.token,
-        )
-    except Exception as exc:  # no credentials that can sign: the client still gets the gs:// URI
-        log.warning("cannot sign a URL for %s: %s", uri, type(exc).__name__)
-        return None
+    return links.signed_gcs_url(uri, ttl, credentials=credentials)
 
 
 # ---------------------------------------------------------------- the webhook watcher

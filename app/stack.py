@@ -2,8 +2,10 @@
 
 A Prefect server (SQLite in ``$PREFECT_HOME``) on 127.0.0.1, the work pools ``cpu`` and ``gpu``
 (process pools here; Cloud Run in production, see ``deployments/``), the deployments from
-``prefect.yaml`` and one worker per pool. Ctrl-C or SIGTERM stops all of it. Tests start the same
-stack through ``LocalStack``.
+``prefect.yaml``, one worker per pool, and the web server (``loom serve``: the jobs API, signed
+media links, share and campaign pages) whose address the workers put in every link they write
+(``LOOM_PUBLIC_URL``). Ctrl-C or SIGTERM stops all of it. Tests start the same stack through
+``LocalStack``.
 """
 
 from __future__ import annotations
@@ -47,16 +49,27 @@ def _prefect_cli() -> list[str]:
     return [sys.executable, "-m", "prefect"]
 
 
+def _loom_cli() -> list[str]:
+    return [sys.executable, "-m", "app.cli"]
+
+
 class LocalStack:
     """Server, pools, deployments and workers as child processes; ``stop`` ends them all."""
 
-    def __init__(self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
-        if not 1 <= port <= 65535:
-            raise InputError("port", f"{port} is not a TCP port", "use 1024-65535")
+    def __init__(
+        self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None, web_port: int | None = None
+    ) -> None:
+        for name, value in (("port", port), ("web-port", web_port)):
+            if value is not None and not 1 <= value <= 65535:
+                raise InputError(name, f"{value} is not a TCP port", "use 1024-65535")
         self.port = port
+        self.web_port = web_port if web_port is not None else free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"
         self.ui_url = f"http://127.0.0.1:{port}"
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.env = {**os.environ, **(env or {})}
+        # links written by the workers point at this stack's web server
+        self.env.setdefault("LOOM_PUBLIC_URL", self.web_url)
         # Workers ask for new runs every 5 s instead of 10: a local stack should feel responsive.
         self.env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")
         self.env.update(
@@ -76,9 +89,13 @@ class LocalStack:
     def start(self) -> LocalStack:
         if not port_is_free(self.port):
             raise InputError("port", f"{self.port} is already in use", "pick another with --port")
+        if not port_is_free(self.web_port):
+            raise InputError("web-port", f"{self.web_port} is already in use", "pick another with --web-port")
         try:
             self._spawn("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
+            self._spawn("web", ["serve", "--host", "127.0.0.1", "--port", str(self.web_port)], command=_loom_cli())
             self.wait_healthy()
+            self.wait_web()
             self.create_pools()
             self.deploy()
             for pool in POOLS:
@@ -97,13 +114,13 @@ class LocalStack:
         _signal_tree(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], command: list[str] | None = None) -> None:
         out: int | object = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  (closed when the process ends)
         self.processes[name] = subprocess.Popen(
-            [*_prefect_cli(), *args],
+            [*(command or _prefect_cli()), *args],
             cwd=PROJECT_DIR,
             env=self.env,
             stdout=out,  # type: ignore[arg-type]
@@ -124,6 +141,19 @@ class LocalStack:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"the Prefect server did not answer on {self.api_url} within {timeout:.0f} s")
+
+    def wait_web(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes["web"].poll() is not None:
+                raise RuntimeError(f"the web server exited with code {self.processes['web'].returncode} (see its log)")
+            try:
+                if httpx.get(f"{self.web_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the web server did not answer on {self.web_url} within {timeout:.0f} s")
 
     def create_pools(self) -> None:
         """Process pools ``cpu`` and ``gpu``; existing pools are kept as they are."""
@@ -210,9 +240,9 @@ def _signal_tree(pid: int, sig: int) -> None:
             pass
 
 
-def run_stack(port: int = 4200) -> None:
+def run_stack(port: int = 4200, web_port: int = 8080) -> None:
     """Start the local stack, print the UI URL and block until Ctrl-C or SIGTERM, then stop it all."""
-    stack = LocalStack(port=port)
+    stack = LocalStack(port=port, web_port=web_port)
     stopping = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -223,6 +253,7 @@ def run_stack(port: int = 4200) -> None:
         print(f"starting Prefect on {stack.ui_url} (pools: {', '.join(POOLS)})", file=sys.stderr)
         stack.start()
         print("deployments: personalize-recipient, campaign, wav2lip; Ctrl-C stops the stack", file=sys.stderr)
+        print(f"videos, share pages and campaign pages: {stack.web_url} (jobs API docs at {stack.web_url}/docs)", file=sys.stderr)
         print(stack.ui_url, flush=True)
         while not stopping.wait(1.0):
             dead = stack.dead_process()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from loom import storage
 from loom.errors import InputError, RecipientFailed, ServiceError
+from loom.links import browser_url
 from loom.pipeline import check_configured_backend, personalize, prepare_template
 from loom.input_policy import InputPolicy
 from loom.recipients import CheckedRow, check_rows, read_sheet
@@ -26,7 +27,7 @@ from loom.template import Template
 
 log = logging.getLogger("loom")
 
-MANIFEST_COLUMNS = ["row", "row_key", "recipient", "status", "output_uri", "error", "seconds"]
+MANIFEST_COLUMNS = ["row", "row_key", "recipient", "status", "output_uri", "error", "seconds", "video_url", "share_url"]
 
 
 @dataclass
@@ -36,6 +37,8 @@ class CampaignEntry:
     status: str = "pending"  # pending | done | skipped | failed | invalid | duplicate
     error: str = ""
     seconds: float = 0.0
+    video_url: str = ""  # what a browser opens (loom.links), once the video is there
+    share_url: str = ""
 
     def manifest_row(self) -> dict[str, object]:
         return {
@@ -46,6 +49,8 @@ class CampaignEntry:
             "output_uri": self.output_uri,
             "error": self.error,
             "seconds": round(self.seconds, 3),
+            "video_url": self.video_url,
+            "share_url": self.share_url,
         }
 
 
@@ -89,12 +94,15 @@ class CampaignPlan:
         todo = [e for e in self.entries if e.status not in ("invalid", "duplicate")]
         return 100.0 if not todo else 100.0 * sum(e.status != "pending" for e in todo) / len(todo)
 
-    def settle(self, number: int, status: str, error: str = "", seconds: float = 0.0) -> CampaignEntry:
+    def settle(self, number: int, status: str, error: str = "", seconds: float = 0.0, share_url: str = "") -> CampaignEntry:
         """Record what happened to row ``number`` (found by an index, so a campaign stays O(n))."""
         if len(self._by_number) != len(self.entries):
             self._by_number = {e.row.number: e for e in self.entries}
         entry = self._by_number[number]
         entry.status, entry.error, entry.seconds = status, error, seconds
+        if status == "done":
+            entry.share_url = share_url or entry.share_url
+            entry.video_url = browser_url(entry.output_uri)
         return entry
 
 
@@ -142,6 +150,7 @@ def plan_campaign(
             entry.output_uri = storage.join(out_dir, output_name(row))
             if storage.exists(entry.output_uri):
                 entry.status = "skipped"  # made by an earlier run: resume without duplicates
+                entry.video_url = browser_url(entry.output_uri)
         plan.entries.append(entry)
     return plan
 
@@ -168,6 +177,40 @@ def write_manifest(plan: CampaignPlan) -> str:
     return storage.write_text(plan.manifest_uri, manifest_csv(plan.entries))
 
 
+def campaign_id(output_dir: str) -> str:
+    """A campaign's id (its page's name): from its output folder, where its manifest lives."""
+    import hashlib
+
+    return hashlib.sha256(output_dir.rstrip("/").encode("utf-8")).hexdigest()[:16]
+
+
+def register_campaign(plan: CampaignPlan) -> str:
+    """Note where the campaign's manifest is (``<home>/campaigns/<id>.json``) so its page finds it."""
+    import json
+
+    cid = campaign_id(plan.output_dir)
+    entry = {"id": cid, "output_dir": plan.output_dir, "manifest_uri": plan.manifest_uri, "template_id": plan.template.id}
+    storage.write_text(storage.join(storage.home(), "campaigns", f"{cid}.json"), json.dumps(entry))
+    return cid
+
+
+def registered_campaign(cid: str) -> dict[str, str] | None:
+    import json
+
+    if not re.fullmatch(r"[0-9a-f]{16}", cid or ""):
+        return None
+    uri = storage.join(storage.home(), "campaigns", f"{cid}.json")
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+
+def read_manifest_rows(uri: str) -> list[dict[str, str]]:
+    """The manifest's rows in sheet order, a row's last line winning (as it is being appended to)."""
+    if not storage.exists(uri):
+        return []
+    rows = {r["row"]: r for r in csv.DictReader(io.StringIO(storage.read_text(uri)))}
+    return sorted(rows.values(), key=lambda r: int(r["row"]) if r["row"].isdigit() else 0)
+
+
 class ManifestWriter:
     """The manifest kept current as rows settle, in O(n) over a campaign: written whole once, then
     one line appended per settled row (a later line for a row supersedes its earlier one, as
@@ -179,6 +222,8 @@ class ManifestWriter:
         self._local = not storage.is_remote(plan.manifest_uri)
         self._throttle = Throttle(every_s)
         write_manifest(plan)
+        # the whole campaign has a page; a batch of a scaled-out one is part of its parent's
+        self.campaign_id = register_campaign(plan) if plan.manifest_name == "manifest.csv" else None
 
     def row_settled(self, entry: CampaignEntry) -> None:
         if self._local:
@@ -222,12 +267,13 @@ def failure_line(exc: BaseException) -> str:
 def make_entry(plan: CampaignPlan, entry: CampaignEntry, personalize: Callable[..., object]) -> CampaignEntry:
     started = time.perf_counter()
     try:
-        personalize(plan.template, entry.row.values, entry.output_uri)
-        entry.status = "done"
+        result = personalize(plan.template, entry.row.values, entry.output_uri)
+        links = getattr(result, "links", None) or {}
+        plan.settle(entry.row.number, "done", seconds=time.perf_counter() - started, share_url=links.get("share", ""))
     except Exception as exc:  # one recipient's failure never stops the others
         entry.status, entry.error = "failed", failure_line(exc)
+        entry.seconds = time.perf_counter() - started
         log.warning("row %s failed: %s", entry.row.number, entry.error)
-    entry.seconds = time.perf_counter() - started
     return entry
 
 

@@ -21,16 +21,18 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
-from loom import __version__, plugins, storage
+from loom import __version__, costs, plugins, storage
 from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
 from loom.input_policy import InputPolicy
+from loom.links import browser_url, share_page_url
 from loom.lipsync.notice import warn_no_checkpoint
 from loom.media.patches import release
 from loom.prepared import PreparedTemplate
 from loom.recipients import check_row, recipient_key, render_line
 from loom.settings import get_settings
+from loom.shares import create_share, recipient_name
 from loom.template import Template, VisualSegment, VoiceSegment, load_template
 from loom.uris import strip_file_scheme
 
@@ -59,6 +61,14 @@ class RecipientResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     software_version: str = __version__
     seconds: float = 0.0
+    poster_uri: str | None = None
+    gif_uri: str | None = None
+    email_uri: str | None = None
+    share_token: str | None = None
+    links: dict[str, str] = Field(
+        default_factory=dict, description="what a browser opens: video, preview, poster, gif, email, share (signed, expiring)"
+    )
+    cost: costs.RecipientCost | None = None
 
 
 # ---------------------------------------------------------------- template (once per version)
@@ -223,11 +233,12 @@ def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[s
     from loom.voice.fit import fit_line_to_window
     from loom.voice.speech import synthesize_line
 
-    text, spoken = render_line(segment.template_text, values)
-    clip = synthesize_line(spoken, prepared.template.voice_id)
-    out = storage.join(line_dir(prepared, segment, values), f"voice-{segment.id}.wav")
-    insert = fit_line_to_window(clip, segment, prepared, out)
-    return insert.model_copy(update={"text": text, "spoken_text": spoken})
+    with costs.step(f"voice:{segment.id}"):
+        text, spoken = render_line(segment.template_text, values)
+        clip = synthesize_line(spoken, prepared.template.voice_id)
+        out = storage.join(line_dir(prepared, segment, values), f"voice-{segment.id}.wav")
+        insert = fit_line_to_window(clip, segment, prepared, out)
+        return insert.model_copy(update={"text": text, "spoken_text": spoken})
 
 
 def lipsync_wanted(prepared: PreparedTemplate, segment: VoiceSegment) -> bool:
@@ -252,11 +263,12 @@ def lipsync_line(prepared: PreparedTemplate, segment: VoiceSegment, insert: Audi
     out_uri = storage.join(workdir, f"lipsync-{segment.id}.npz")
     name = get_settings().lipsync_backend
     backend = plugins.lipsync_backend(name)
-    if hasattr(backend, "segment_patches"):  # a built-in's own way: patches straight from the window
-        return backend.segment_patches(prepared, segment, insert, out_uri)
-    from loom.lipsync.clips import clip_backend_segment  # faces and blending (~0.2 s): only for a plugin backend
+    with costs.step(f"lipsync:{segment.id}"):
+        if hasattr(backend, "segment_patches"):  # a built-in's own way: patches straight from the window
+            return backend.segment_patches(prepared, segment, insert, out_uri)
+        from loom.lipsync.clips import clip_backend_segment  # faces and blending (~0.2 s): only for a plugin backend
 
-    return clip_backend_segment(backend, name, prepared, segment, insert, out_uri)
+        return clip_backend_segment(backend, name, prepared, segment, insert, out_uri)
 
 
 def check_configured_backend() -> None:
@@ -279,11 +291,12 @@ def draw_visual(
     out_uri = storage.join(workdir, f"visual-{segment.id}.npz")
     value = values[segment.placeholder_key] if segment.placeholder_key else None
     effect = plugins.visual_effect(segment.segment_type)
-    if hasattr(effect, "draw"):  # text, image: the value over the clean plate, laid as the encoder asks
-        return effect.draw(prepared, segment, value, out_uri, in_memory=in_memory)
-    from loom.visual.effects import draw_with_effect  # tracking and drawing (~0.2 s): only for a plugin effect
+    with costs.step(f"visual:{segment.id}"):
+        if hasattr(effect, "draw"):  # text, image: the value over the clean plate, laid as the encoder asks
+            return effect.draw(prepared, segment, value, out_uri, in_memory=in_memory)
+        from loom.visual.effects import draw_with_effect  # tracking and drawing (~0.2 s): only for a plugin effect
 
-    return draw_with_effect(effect, prepared, segment, value, out_uri)
+        return draw_with_effect(effect, prepared, segment, value, out_uri)
 
 
 def _output_stem(out_uri: str) -> str:
@@ -298,34 +311,58 @@ def preview_uri(out_uri: str) -> str:
 def compose(
     prepared: PreparedTemplate, inserts: list[AudioInsert] | Future, patch_sets: list[PatchSetRef], out_uri: str
 ) -> dict[str, object]:
-    """Render the video and its preview; the preview's "after" frames are kept while rendering.
+    """Render the video, its preview, poster and GIF; their frames are kept while rendering.
     ``inserts`` may be a ``Future`` of them (lines still being spoken): only the audio waits.
-    The preview is drawn on a thread as soon as the edited spans are encoded, while the rest of
-    the video is muxed, and written once the video is."""
+    The preview and the share assets (``loom.media.share_assets``) are made on threads as soon as
+    the edited spans are encoded, while the rest of the video is muxed."""
     # the renderer and the preview (~0.25 s): imported when a video is made, not when one is planned
     from loom.media.render import render_recipient
+    from loom.media.share_assets import gif_uri, make_share_assets, poster_uri, wanted_frames
     from loom.visual.preview import make_preview, preview_frames, preview_png
 
-    capture: dict[int, object] = dict.fromkeys(preview_frames(prepared))
+    # the preview's frames and the poster's and GIF's: the render keeps the ones it re-encodes
+    capture: dict[int, object] = dict.fromkeys([*preview_frames(prepared), *wanted_frames(prepared)])
     told: list[tuple[int, int]] | None = None
     drawing: Future | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-preview") as pool:
+    sharing: Future | None = None
+
+    # bound to the recipient's cost ledger: the render calls ``encoded`` from its own thread
+    @costs.bound
+    def share_assets() -> object:
+        with costs.step("share_assets"):
+            return make_share_assets(prepared, out_uri, capture)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-preview") as pool:
 
         def encoded(regions: list[tuple[int, int]]) -> None:
-            nonlocal told, drawing
-            with contextlib.suppress(RuntimeError):  # the render already returned: drawn after it instead
+            nonlocal told, drawing, sharing
+            with contextlib.suppress(RuntimeError):  # the render already returned: made after it instead
                 drawing = pool.submit(preview_png, prepared, out_uri, capture, regions, decode_output=False)
+                sharing = pool.submit(share_assets)
                 told = regions
 
-        report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
+        try:
+            with costs.step("render"):
+                report = render_recipient(prepared, inserts, patch_sets, out_uri, capture=capture, encoded=encoded)
+        except BaseException:
+            if sharing is not None:  # no poster or GIF of a video that was not made
+                with contextlib.suppress(Exception):
+                    sharing.result()
+                for made in (poster_uri(out_uri), gif_uri(out_uri)):
+                    storage.remove(made)
+            raise
         png = drawing.result() if drawing is not None else None
+        assets = sharing.result() if sharing is not None else None
+    spliced = report.mode == "splice" and told == report.reencoded_spans  # what the threads saw is what was written
+    if assets is None or not spliced:
+        assets = share_assets()
     target = preview_uri(out_uri)
-    if png is not None and report.mode == "splice" and told == report.reencoded_spans:
+    if png is not None and spliced:
         storage.write_bytes(target, png)
         preview = target
     else:
         preview = make_preview(prepared, out_uri, target, after=capture, reencoded=report.reencoded_spans)
-    return {**report.model_dump(), "preview_uri": preview}
+    return {**report.model_dump(), "preview_uri": preview, "share_assets": assets.model_dump()}
 
 
 def publish(
@@ -353,6 +390,8 @@ def publish(
         from loom.lipsync.engine import checkpoint_digest  # torch (~1 s) only with a checkpoint to name
 
         checkpoint = checkpoint_digest()
+    shared = share_video(prepared, key, values, render, out_uri)
+    cost = costs.current()
     result = RecipientResult(
         template_id=prepared.template.id,
         template_version=prepared.version,
@@ -367,9 +406,48 @@ def publish(
         lipsync_checkpoint=checkpoint,
         warnings=warnings,
         seconds=round(time.perf_counter() - started, 3),
+        cost=cost.summary() if cost is not None else None,
+        **shared,
     )
+    result.links["record"] = browser_url(result.record_uri)
+    if preview:
+        result.links["preview"] = browser_url(preview)
     storage.write_text(result.record_uri, result.model_dump_json(indent=2))
     return result
+
+
+def share_video(
+    prepared: PreparedTemplate, key: str, values: dict[str, str], render: dict[str, object], out_uri: str
+) -> dict[str, object]:
+    """The video's share page (a new token), the email snippet, and the links a browser opens;
+    the poster and GIF the render made (or, for a render report without them, made now)."""
+    from loom.media.share_assets import ShareAssets, email_html, email_uri, make_share_assets
+
+    made = render.get("share_assets")
+    with costs.step("share_page"):
+        if isinstance(made, dict):
+            assets = ShareAssets.model_validate(made)
+        else:
+            assets = make_share_assets(prepared, out_uri, {})
+        name = recipient_name(values)
+        record = f"{_output_stem(out_uri)}.json"
+        share = create_share(out_uri, name, prepared.template.id, key, assets.poster_uri, assets.gif_uri, record)
+        links = {
+            "video": browser_url(out_uri),
+            "poster": browser_url(assets.poster_uri),
+            "gif": browser_url(assets.gif_uri),
+            "share": share_page_url(share.token),
+        }
+        email = email_uri(out_uri)
+        storage.write_text(email, email_html(name, links["share"], links["gif"], assets.gif_width, assets.gif_height))
+        links["email"] = browser_url(email)
+    return {
+        "poster_uri": assets.poster_uri,
+        "gif_uri": assets.gif_uri,
+        "email_uri": email,
+        "share_token": share.token,
+        "links": links,
+    }
 
 
 def checked_values(template: Template, data: dict[str, object]) -> dict[str, str]:
@@ -454,6 +532,11 @@ def run_recipient(job: RecipientJob, steps: RecipientSteps) -> RecipientResult:
     to lip-sync (wanted, with a face) wait for their line, and only when a backend can run (else
     the new voice goes over the original mouth, said once); the render waits for the patches, and
     only its audio for the voice; then the record."""
+    with costs.measuring():
+        return _run_steps(job, steps)
+
+
+def _run_steps(job: RecipientJob, steps: RecipientSteps) -> RecipientResult:
     prepared, template = job.prepared, job.template
     voices = [steps.voice(job, seg) for seg in template.voice_segments]
     drawn = [steps.draw(job, seg) for seg in template.visual_segments]
@@ -492,7 +575,8 @@ class InProcessSteps:
         return lipsync_backend_ready()
 
     def voice(self, job: RecipientJob, segment: VoiceSegment) -> Future[AudioInsert]:
-        return self._speaker.submit(voice_line, job.prepared, segment, job.values)
+        # the voice step records its cost in the recipient's ledger from the speaker thread
+        return self._speaker.submit(costs.bound(voice_line), job.prepared, segment, job.values)
 
     def draw(self, job: RecipientJob, segment: VisualSegment) -> Done[PatchSetRef]:
         ref = draw_visual(job.prepared, segment, job.values, job.workdir, in_memory=True)

@@ -57,6 +57,24 @@ class LoomSettings(BaseSettings):
     allowed_roots: str = Field(
         default="", description="Extra local folders (os.pathsep-separated) client values may name files in."
     )
+    # links people open (see loom.links) and what a video costs (loom.costs)
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base URL of the web server (`loom serve`, or the one `loom up` starts) that serves local "
+        "files, share pages and campaign pages; links to a local home point here.",
+    )
+    link_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs links to local files and campaign pages; default: a random key kept in "
+        "<home>/secrets/links.key (shared by every process on one home).",
+    )
+    link_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600, description="How long a signed link opens, in seconds (GCS V4 allows at most 7 days)."
+    )
+    price_cpu_second: float = Field(default=0.000024, ge=0, description="Estimated price of one CPU-second (Cloud Run vCPU-second).")
+    price_tts_character: float = Field(
+        default=0.0003, ge=0, description="Estimated price of one character sent to a paid speech provider (not the offline voice)."
+    )
 
     def local_cache_dir(self) -> str:
         if self.cache_dir:

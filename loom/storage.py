@@ -45,6 +45,14 @@ def _filesystem(uri: str) -> tuple[Any, str]:
     raise ValueError(f"not a remote URI: {uri}")
 
 
+def content_type(uri: str) -> str:
+    """The MIME type a browser needs to show a stored file (an object store keeps what it is given:
+    a signed link to a video stored as application/octet-stream downloads instead of playing)."""
+    import mimetypes
+
+    return mimetypes.guess_type(uri.split("?")[0])[0] or "application/octet-stream"
+
+
 def _local(uri: str) -> str:
     return os.path.abspath(_strip_file_scheme(str(uri)))
 
@@ -106,7 +114,7 @@ def write_bytes(uri: str, data: bytes) -> str:
     _check_writable(uri)
     if is_remote(uri):
         fs, path = _filesystem(uri)
-        with fs.open(path, "wb") as handle:
+        with fs.open(path, "wb", content_type=content_type(uri)) as handle:
             handle.write(data)
         return uri
     path = _local(uri)
@@ -263,7 +271,7 @@ def staged_output(uri: str, suffix: str | None = None) -> Iterator[Path]:
             return
         if is_remote(uri):
             fs, path = _filesystem(uri)
-            fs.put_file(str(target), path)
+            fs.put_file(str(target), path, content_type=content_type(uri))
         else:
             os.chmod(target, 0o644)
             os.replace(target, uri)

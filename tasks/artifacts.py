@@ -19,8 +19,8 @@ from prefect.artifacts import (
 )
 from prefect.assets import Asset, add_asset_metadata, materialize
 
-from loom import storage
-from loom.campaign import CampaignEntry, CampaignPlan, ManifestWriter, Throttle
+from loom import links, storage
+from loom.campaign import CampaignEntry, CampaignPlan, ManifestWriter, Throttle, campaign_id
 from loom.pipeline import RecipientResult
 from loom.prepared import PreparedTemplate
 
@@ -32,12 +32,9 @@ def artifact_key(prefix: str, name: str) -> str:
 
 
 def browser_url(uri: str) -> str:
-    """A link a browser can open: gs:// through the Cloud console, local files as file:// URLs."""
-    if uri.startswith(("http://", "https://")):
-        return uri
-    if uri.startswith(("gs://", "gcs://")):
-        return "https://storage.cloud.google.com/" + quote(uri.split("://", 1)[1])
-    return Path(uri.removeprefix("file://")).resolve().as_uri()
+    """A link a browser opens (``loom.links``): a signed URL for gs://, this project's signed
+    media link for a local file."""
+    return links.browser_url(uri)
 
 
 def asset_key(uri: str) -> str:
@@ -74,11 +71,19 @@ def lineage_rows(prepared: PreparedTemplate, result: RecipientResult) -> list[di
 
 def summary_markdown(prepared: PreparedTemplate, result: RecipientResult) -> str:
     lines = [f"# Video for recipient `{result.recipient_key}`", ""]
+    video = result.links.get("video") or browser_url(result.output_uri)
+    if result.poster_uri:  # the UI's markdown shows no image inside a link: the poster, then the link
+        lines += [f"![poster]({result.links.get('poster') or browser_url(result.poster_uri)})", ""]
+    lines += [f"**Video:** [▶ play {Path(result.output_uri).name}]({video})", ""]
+    if result.links.get("share"):
+        lines += [f"**Share page:** [{result.links['share']}]({result.links['share']})", ""]
+    if result.links.get("gif") and result.links.get("email"):
+        lines += [f"**Email:** [animated GIF]({result.links['gif']}) · [email snippet]({result.links['email']})", ""]
     if result.preview_uri:
-        lines += [f"![preview]({browser_url(result.preview_uri)})", ""]
+        lines += ["**Before and after:**", "", f"![preview]({result.links.get('preview') or browser_url(result.preview_uri)})", ""]
     lines += [
-        f"**Video:** [{result.output_uri}]({browser_url(result.output_uri)})",
-        "",
+        "| input | value |",
+        "| --- | --- |",
         "| input | value |",
         "| --- | --- |",
         f"| template | `{prepared.template.id}` |",
@@ -92,6 +97,9 @@ def summary_markdown(prepared: PreparedTemplate, result: RecipientResult) -> str
         lines.append(f"| voice `{insert.segment_id}` cache key | `{insert.speech_cache_key or 'n/a'}` ({insert.provider}) |")
     for name, value in result.values.items():
         lines.append(f"| value `{name}` | {value.replace('|', '/')} |")
+    if result.cost is not None:
+        lines.append(f"| cost | {result.cost.cpu_s:.2f} CPU-s, {result.cost.wall_s:.2f} s wall, "
+                     f"{sum(result.cost.tts_characters.values())} characters spoken, about ${result.cost.price_total:.4f} |")
     if result.warnings:
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in result.warnings]
     return "\n".join(lines)
@@ -146,7 +154,7 @@ def record_artifacts(prepared: PreparedTemplate, result: RecipientResult) -> dic
         "lineage": artifact_key("lineage", result.recipient_key),
     }
     create_link_artifact(
-        link=browser_url(result.output_uri),
+        link=result.links.get("video") or browser_url(result.output_uri),
         link_text=result.output_uri,
         key=keys["link"],
         description=f"Personalized video from template {prepared.template.id}",
@@ -182,7 +190,13 @@ class CampaignReporter:
 
 
 def campaign_table(plan: CampaignPlan, template_id: str, key: str | None) -> None:
-    """The manifest as a table artifact, its counts in the description."""
+    """The manifest as a table artifact, its counts in the description, and a link to the campaign's page."""
     create_table_artifact(
         [e.manifest_row() for e in plan.entries], key=key and f"{key}-manifest", description=f"Campaign {template_id}: {plan.summary()}"
+    )
+    create_link_artifact(
+        link=links.campaign_page_url(campaign_id(plan.output_dir)),
+        link_text=f"Campaign page: {plan.summary()}",
+        key=key and f"{key}-page",
+        description=f"Campaign {template_id}: every recipient with poster, status, QA flags and share link",
     )

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from blocks import apply_configured_blocks
 from loom import pipeline
-from loom.campaign import CampaignEntry, CampaignPlan, failure_line, read_manifest_statuses
+from loom.campaign import CampaignEntry, CampaignPlan, failure_line, read_manifest_rows
 from loom.prepared import PreparedTemplate
 from tasks.recipient_steps import TaskSteps
 
@@ -35,6 +35,7 @@ class RowOutcome(BaseModel):
     status: str
     error: str = ""
     seconds: float = 0.0
+    share_url: str = ""
 
 
 @task(name="make-recipient", task_run_name="row-{number}")
@@ -48,15 +49,15 @@ def make_recipient(
     started = time.perf_counter()
     try:
         if flow_run_per_row:
-            personalize_recipient(template=template, data=values, output=output_uri)
+            result = personalize_recipient(template=template, data=values, output=output_uri)
         else:
             apply_configured_blocks()  # a worker process of the pool starts without the parent's settings
             job = pipeline.plan_recipient(prepared.template, prepared, values, output_uri)
-            pipeline.run_recipient(job, TaskSteps(parallel=False))
+            result = pipeline.run_recipient(job, TaskSteps(parallel=False))
     except Exception as exc:  # one recipient's failure never stops the others
         get_run_logger().warning("row %s failed: %s", number, failure_line(exc))
         return RowOutcome(number=number, status="failed", error=failure_line(exc), seconds=time.perf_counter() - started)
-    return RowOutcome(number=number, status="done", seconds=time.perf_counter() - started)
+    return RowOutcome(number=number, status="done", seconds=time.perf_counter() - started, share_url=result.links.get("share", ""))
 
 
 def make_rows(
@@ -83,7 +84,7 @@ def make_rows(
                 outcome = future.result()
             except Exception as exc:  # the worker process itself died (e.g. out of memory)
                 outcome = RowOutcome(number=futures[future], status="failed", error=failure_line(exc))
-            on_row(plan.settle(outcome.number, outcome.status, outcome.error, outcome.seconds))
+            on_row(plan.settle(outcome.number, outcome.status, outcome.error, outcome.seconds, outcome.share_url))
 
 
 @task(name="make-batch-on-pool")
@@ -112,7 +113,9 @@ def make_batches(
     futures = [make_batch_on_pool.submit(template, sheet, plan.output_dir, b, concurrency) for b in batches]
     for future, batch in zip(futures, batches):
         failed_run = future.result()
-        child = read_manifest_statuses(plan.only_rows(batch).manifest_uri)
+        child = {int(r["row"]): r for r in read_manifest_rows(plan.only_rows(batch).manifest_uri)}
+        missing = {"status": "failed", "error": failed_run.error if failed_run else "no result from the batch run"}
         for number in batch:
-            status, error = child.get(number, ("failed", failed_run.error if failed_run else "no result from the batch run"))
-            on_row(plan.settle(number, "done" if status in ("done", "skipped") else status, error))
+            row = child.get(number, missing)
+            status = "done" if row["status"] in ("done", "skipped") else row["status"]
+            on_row(plan.settle(number, status, row.get("error") or "", share_url=row.get("share_url") or ""))

@@ -51,7 +51,7 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # Fixtures that start servers, workers or a browser: a test using one is end-to-end whatever its
 # module says, so `pytest -m "not e2e"` (the quick loop) never starts them.
-E2E_FIXTURES = {"prefect_stack", "use_stack"}
+E2E_FIXTURES = {"prefect_stack", "use_stack", "chromium"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

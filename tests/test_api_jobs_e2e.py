@@ -149,8 +149,12 @@ def test_jobs_complete_or_fail_and_their_webhooks_arrive_signed(recipient_runner
         job = _wait_final(client, job_id)
         assert job["status"] == "completed", job
         assert job["progress"] == 1.0 and job["error"] is None
-        output = Path(job["output_url"])
-        assert output.is_absolute() and output.suffix == ".mp4" and job["output_uri"] == job["output_url"]
+        from loom import links
+
+        assert job["output_url"].startswith(links.public_base() + "/media/")  # a signed link this server serves
+        output = Path(links.open_media_token(job["output_url"].split("/")[-2]))
+        assert output.is_absolute() and output.suffix == ".mp4" and job["output_uri"] == str(output)
+        assert set(job["links"]) >= {"video", "poster", "gif", "email", "share"} and job["views"] == []
         assert output.is_file() and output.stat().st_size > 1000
         assert output.resolve().is_relative_to((home / "outputs").resolve())  # nothing outside the output folder
 

@@ -75,11 +75,16 @@ def test_gs_output_on_the_emulator_is_a_fetchable_url(gcs_bucket: str) -> None: 
     assert url is not None and httpx.get(url).content == b"video bytes"
 
 
-def test_local_output_is_its_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_output_is_a_signed_link_to_this_server(loom_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from loom import links
+
     video = tmp_path / "out.mp4"
     video.write_bytes(b"x")
     monkeypatch.chdir(tmp_path)
-    assert jobs.output_url("out.mp4") == str(video) == jobs.output_url(f"file://{video}")
+    url = jobs.output_url("out.mp4")
+    assert url is not None and url.startswith(links.public_base() + "/media/") and url.endswith("/out.mp4")
+    assert links.open_media_token(url.split("/")[-2]) == str(video)
+    assert links.open_media_token(jobs.output_url(f"file://{video}").split("/")[-2]) == str(video)
 
 
 def test_outputs_are_read_from_the_runs_link_artifacts() -> None:

@@ -80,6 +80,10 @@ def test_personalize_unseen_template_prints_output_last(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     assert "offline voice" in proc.stderr  # said once, since no ElevenLabs key is set
+    # what is sent with the video lies beside it, and the share page is named
+    assert (out.parent / "ada.poster.jpg").is_file() and (out.parent / "ada.email.html").is_file()
+    assert Image.open(out.parent / "ada.gif").n_frames >= 10
+    assert any(line.startswith("share page: http") for line in proc.stdout.splitlines())
     original, made = decode_rgb(video), decode_rgb(out)
     assert len(made) == len(original)
     # the video differs from the base only inside its visual segments' frames (0.4 s - 1.6 s at 25 fps):

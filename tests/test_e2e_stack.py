@@ -74,7 +74,7 @@ def _recipient_run_on_the_gpu_pool(client, template: Path, output: Path, checkpo
     assert output.is_file() and output.stat().st_size > 1000
 
     links = [a for a in artifacts_of(client, [run["id"]]) if (a["key"] or "").startswith("video-")]
-    assert len(links) == 1 and output.resolve().as_uri() in links[0]["data"]
+    assert len(links) == 1 and str(output.resolve()) in links[0]["data"] and "/media/" in links[0]["data"]
 
     children = child_flow_runs(client, run["id"])
     wav2lip = [c for c in children if c["deployment_id"] == deployment_id(client, "wav2lip", "wav2lip")]
@@ -188,6 +188,7 @@ def test_campaign_scaled_out_runs_batches_as_child_runs_on_the_cpu_pool(prefect_
     assert len(list(out.glob("*.mp4"))) == 3
     manifest = read_manifest(out / "manifest.csv")
     assert [r["status"] for r in manifest] == ["done", "done", "done"]
+    assert all("/v/" in r["share_url"] and "/media/" in r["video_url"] for r in manifest)  # carried up from the batches
     assert (out / "manifest-rows-1-2.csv").is_file() and (out / "manifest-rows-3-3.csv").is_file()
 
 

@@ -74,6 +74,18 @@ def test_bad_row_is_reported_and_the_others_are_made_then_a_rerun_makes_nothing(
         artifacts = {a["key"]: a for a in artifacts_of(client, [run_id]) if a["key"]}
     assert artifacts["campaign-progress"]["data"] == 100.0
     assert "company_name" in str(artifacts["campaign-manifest"]["data"])
+    # the campaign page, linked from the run: a signed link to this campaign's registered manifest
+    from urllib.parse import parse_qs, urlsplit
+
+    from loom import links
+    from loom.campaign import registered_campaign
+
+    page = urlsplit(artifacts["campaign-page"]["data"].split("](", 1)[1].rstrip(")"))
+    query = {k: v[0] for k, v in parse_qs(page.query).items()}
+    campaign_id = page.path.rsplit("/", 1)[1]
+    links.check_page("campaign", campaign_id, int(query["exp"]), query["sig"])
+    assert registered_campaign(campaign_id)["manifest_uri"] == str(out / "manifest.csv")
+    assert all(by_row[n]["share_url"].startswith(links.public_base() + "/v/") for n in (1, 2, 4, 5))
 
     # unchanged re-run: every made row is skipped, nothing is re-made, no speech is requested
     requests_before = speech_requests(cloned_voice)

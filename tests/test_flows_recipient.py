@@ -68,11 +68,15 @@ def test_flow_makes_the_same_video_as_the_cli_with_artifacts_and_lineage(loom_ho
     with api(use_stack) as client:
         artifacts = {a["key"]: a for a in artifacts_of(client, [run_id])}
         link = artifacts[f"video-{result.recipient_key}"]
-        # Prefect stores a link artifact as markdown "[text](url)"
-        assert f"]({Path(result.output_uri).resolve().as_uri()})" in link["data"]
+        # Prefect stores a link artifact as markdown "[text](url)": the URI as text, a link that opens
+        from loom import links
+
+        url = link["data"].split("](", 1)[1].rstrip(")")
+        assert links.open_media_token(url.split("/")[-2]) == str(Path(result.output_uri).resolve())
         summary = artifacts[f"recipient-{result.recipient_key}"]["data"]
         assert result.template_version in summary and result.voice[0].speech_cache_key in summary
-        assert "![preview](file://" in summary and "software version" in summary
+        assert "![preview](http" in summary and "![poster](http" in summary and "software version" in summary
+        assert "file://" not in summary
         lineage = artifacts[f"lineage-{result.recipient_key}"]
         assert lineage["type"] == "table"
         assert "base.mp4" in lineage["data"] and "prepared.json" in lineage["data"] and "flow.mp4" in lineage["data"]

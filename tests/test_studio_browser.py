@@ -1,7 +1,7 @@
 """A person's path through the studio in a real browser (Debian's chromium driven by pip's
 playwright): sign in, upload a recording made here, draw a text box and an image box with the
 mouse, mark a voice window on the waveform, see a message for a bad value, save, try a recipient
-and play it. No JSON is typed. Screenshots are kept under ``test-artifacts/studio/``."""
+and play it. No JSON is typed. Screenshots are kept under ``tests/output/screenshots/studio/``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from testkit.media import make_clip
 pytestmark = pytest.mark.e2e
 
 KEY = "studio-browser-key-0123456789"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "studio"
+ARTIFACTS = Path(__file__).resolve().parent / "output" / "screenshots" / "studio"
 
 
 @pytest.fixture

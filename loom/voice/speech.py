@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from loom import costs
 from loom.errors import InputError
 from loom.voice.cache import load_cached_clip, speech_key, store_clip
 from loom.voice.clip import SpeechClip
@@ -41,6 +42,7 @@ def synthesize_line(text: str, voice_id: str, config: VoiceConfig | None = None)
     if cached is not None:
         return cached
     audio = provider.speak(spoken, voice_id)
+    costs.characters_sent(provider.name, len(spoken))  # a cache hit above sends nothing
     return store_clip(
         key,
         wav_bytes(audio.samples, audio.sample_rate),
