@@ -26,6 +26,7 @@ from loom.allocator import keep_freed_memory
 from loom.edits import AudioInsert, PatchSetRef
 from loom.errors import InputError
 from loom.lipsync.notice import warn_no_checkpoint
+from loom.media.concealment import Concealment
 from loom.media.patches import release
 from loom.prepared import PreparedTemplate
 from loom.recipients import check_row, recipient_key, render_line
@@ -37,7 +38,7 @@ log = logging.getLogger("loom")
 T_co = TypeVar("T_co", covariant=True)
 
 # Bump when prepare's outputs change meaning, so old prepared templates are not reused.
-PREPARE_CODE_VERSION = "4"
+PREPARE_CODE_VERSION = "5"
 
 
 class RecipientResult(BaseModel):
@@ -55,6 +56,9 @@ class RecipientResult(BaseModel):
     render: dict[str, object] = Field(default_factory=dict)
     lipsync_checkpoint: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    concealed: list[Concealment] = Field(
+        default_factory=list, description="what decoding the damaged recording skipped (stream, time, count)"
+    )
     software_version: str = __version__
     seconds: float = 0.0
 
@@ -150,7 +154,9 @@ def prepare_template(template: Template) -> PreparedTemplate:
         audio_uri=media.audio_uri,
         audio_sample_rate=media.audio_sample_rate,
         audio_channels=media.audio_channels,
+        concealed=media.concealed,
     )
+    prepared.qa.extend(c.line() for c in media.concealed)
     for seg in template.visual_segments:
         uri = storage.join(root, "tracks", f"{seg.id}.json")
         track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
@@ -358,6 +364,7 @@ def publish(
         render=render,
         lipsync_checkpoint=checkpoint,
         warnings=warnings,
+        concealed=prepared.concealed,
         seconds=round(time.perf_counter() - started, 3),
     )
     storage.write_text(result.record_uri, result.model_dump_json(indent=2))

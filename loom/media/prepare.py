@@ -17,7 +17,7 @@ from pathlib import Path
 
 import av
 import imageio_ffmpeg
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from loom import storage
 from loom.allocator import keep_freed_memory
@@ -25,6 +25,7 @@ from loom.errors import InputError
 from loom.media import h264
 from loom.media.aac import aac_track_uri, encode_aac_track
 from loom.media.audio_mix import extract_audio
+from loom.media.concealment import Concealment, demux_readable, scan_video
 from loom.media.cut_plan import SpliceImpossible
 from loom.media.encode import MEZZANINE_CRF, mezzanine_x264_args, x264_profile
 from loom.media.probe import VideoInfo, probe_video
@@ -47,6 +48,7 @@ class PreparedMedia(BaseModel):
     audio_uri: str
     audio_sample_rate: int
     audio_channels: int
+    concealed: list[Concealment] = Field(default_factory=list)
 
 
 def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
@@ -81,7 +83,7 @@ def _keyframes_are_idr(uri: str) -> bool:
             length_size = h264.AvcConfig.parse(stream.codec_context.extradata or b"").length_size
         except ValueError:
             return False
-        for packet in container.demux(stream):
+        for packet in demux_readable(container, stream):
             if packet.size and packet.is_keyframe and not h264.is_idr_packet(bytes(packet), length_size):
                 return False
     return True
@@ -96,12 +98,18 @@ def working_rate(info: VideoInfo) -> Fraction:
     return Fraction(rate).limit_denominator(1001)
 
 
-def make_mezzanine(source: VideoInfo, src_uri: str, cut_times: list[float], out_uri: str) -> VideoInfo:
-    """Encode the visually lossless H.264 working video with keyframes at every cut (ffmpeg binary)."""
+def make_mezzanine(
+    source: VideoInfo, src_uri: str, cut_times: list[float], out_uri: str, frames_lost: bool = False
+) -> VideoInfo:
+    """Encode the visually lossless H.264 working video with keyframes at every cut (ffmpeg binary).
+
+    ``frames_lost``: some video packets cannot be decoded; the timeline then follows the frames'
+    timestamps (the frame before a lost one is shown in its place) rather than their count.
+    """
 
     fps = working_rate(source)
     width, height = (source.height, source.width) if source.rotation in (90, 270) else (source.width, source.height)
-    if source.constant_frame_rate:
+    if source.constant_frame_rate and not (frames_lost and source.container != "avi"):
         # one output frame per decoded frame, renumbered: AVI's guessed timestamps (packed B-frames)
         # can be out of order or start late, while the decoder's output order is the display order
         filters = [f"setpts=N*{fps.denominator}/({fps.numerator}*TB)", f"fps={fps.numerator}/{fps.denominator}"]
@@ -157,7 +165,11 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
 
     keep_freed_memory()
     source = probe_video(base_video_uri)
+    scan = scan_video(base_video_uri)  # refuses a recording without one decodable frame
+    damaged = bool(scan.concealed)
     reason = mezzanine_reason(source, base_video_uri)
+    if damaged and reason is None:  # its packets cannot be copied: the working video is what FFmpeg decodes
+        reason = "damaged video: " + "; ".join(c.line() for c in scan.concealed)
     if reason is None:
         video, working = source, base_video_uri
         missing = _cut_frames_without_idr(source, cut_times)
@@ -168,7 +180,8 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
     else:
         log.info("making an H.264 mezzanine of %s: %s", base_video_uri, reason)
         working = storage.join(root, "working.mp4")
-        video = make_mezzanine(source, base_video_uri, cut_times, working)
+        lost = any(c.kind == "undecodable" for c in scan.concealed)
+        video = make_mezzanine(source, base_video_uri, cut_times, working, frames_lost=lost)
     video_start = _video_start(base_video_uri)
     audio = extract_audio(base_video_uri, storage.join(root, "audio.wav"), video_start, video.duration)
     encode_aac_track(audio.uri, aac_track_uri(audio.uri))  # recipients copy it outside their voice windows
@@ -181,6 +194,7 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
         audio_uri=audio.uri,
         audio_sample_rate=audio.sample_rate,
         audio_channels=audio.channels,
+        concealed=[*scan.concealed, *audio.concealed],
     )
 
 
@@ -194,12 +208,12 @@ def _video_start(uri: str) -> float:
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
         if container.format.name == "avi":
-            for packet in container.demux(stream):
+            for packet in demux_readable(container, stream):
                 if packet.dts is not None:
                     return float(packet.dts * stream.time_base)
             return 0.0
         first = None
-        for packet in container.demux(stream):
+        for packet in demux_readable(container, stream):
             if packet.pts is not None and packet.size:
                 first = packet.pts if first is None else min(first, packet.pts)
                 if packet.dts is not None and first is not None and packet.dts > first + 16 * (packet.duration or 1):
