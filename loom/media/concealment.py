@@ -31,9 +31,11 @@ class Concealment(BaseModel):
     stream: StreamKind
     time: float  # seconds on the stream's timeline where the run starts
     count: int  # packets (or, for a truncated file, frames the index promised) in the run
-    kind: Literal["undecodable", "truncated"] = "undecodable"
+    kind: Literal["undecodable", "corrupt", "truncated"] = "undecodable"
 
     def line(self) -> str:
+        if self.kind == "corrupt":
+            return f"concealed: {self.count} damaged {self.stream} frame(s) at {self.time:.3f} s, repaired by the decoder"
         if self.kind == "truncated":
             return (f"concealed: the file ends early; {self.count} {self.stream} packet(s) from {self.time:.3f} s "
                     "are missing (used up to the last decodable one)")
@@ -48,11 +50,11 @@ class ConcealmentLog:
         self.records: list[Concealment] = []
         self._open = False  # the last packet failed: the next failure extends its record
 
-    def failed(self, time: float) -> None:
-        if self._open and self.records:
+    def failed(self, time: float, kind: Literal["undecodable", "corrupt"] = "undecodable") -> None:
+        if self._open and self.records and self.records[-1].kind == kind:
             self.records[-1].count += 1
         else:
-            self.records.append(Concealment(stream=self.stream, time=round(time, 3), count=1))
+            self.records.append(Concealment(stream=self.stream, time=round(time, 3), count=1, kind=kind))
             self._open = True
 
     def decoded(self) -> None:
@@ -89,7 +91,8 @@ def decode_concealed(
     container: av.container.InputContainer, stream: av.stream.Stream, log: ConcealmentLog | None = None
 ) -> Iterator[av.VideoFrame | av.AudioFrame]:
     """Every frame of ``stream`` the decoder can make, in output order, from the container's current
-    position. A packet the decoder refuses is skipped (recorded in ``log``); a file that ends early
+    position. A packet the decoder refuses is skipped (recorded in ``log``), as is the fact that it
+    repaired a frame itself (the frame is kept, as FFmpeg keeps it); a file that ends early
     (a demuxer error, or fewer packets than the index promised) ends the frames there."""
     import av
 
@@ -107,16 +110,21 @@ def decode_concealed(
                 log.failed(last_time)
             continue
         if frames and log is not None:
-            log.decoded()
+            for frame in frames:  # FFmpeg's decoder concealed an error inside this frame itself
+                if frame.is_corrupt:
+                    log.failed(last_time, "corrupt")
+                else:
+                    log.decoded()
         yield from frames
     try:
         yield from stream.codec_context.decode(None)
     except av.error.FFmpegError:
         if log is not None:
             log.failed(last_time)
-    if log is not None and stream.frames and demuxed < stream.frames and container.format.name.startswith("mov"):
+    listed = stream.frames if not stream.codec_context.name.startswith("pcm_") else 0  # PCM: counted in samples
+    if log is not None and listed and demuxed < listed and container.format.name.startswith("mov"):
         # an MP4/MOV index lists every packet: fewer read means the file was cut short
-        log.truncated(last_time, stream.frames - demuxed)
+        log.truncated(last_time, listed - demuxed)
 
 
 class VideoScan(BaseModel):

@@ -112,7 +112,9 @@ def make_mezzanine(
     if source.constant_frame_rate and not (frames_lost and source.container != "avi"):
         # one output frame per decoded frame, renumbered: AVI's guessed timestamps (packed B-frames)
         # can be out of order or start late, while the decoder's output order is the display order
-        filters = [f"setpts=N*{fps.denominator}/({fps.numerator}*TB)", f"fps={fps.numerator}/{fps.denominator}"]
+        # (on a time base of one frame: N/(fps*TB) on the stream's own base, e.g. AVI's 125/2997, can
+        # round two frames onto one time and the fps filter then drops one)
+        filters = [f"settb={fps.denominator}/{fps.numerator}", "setpts=N", f"fps={fps.numerator}/{fps.denominator}"]
     else:  # variable frame rate: resample the timeline to a constant rate from the first frame
         filters = ["setpts=PTS-STARTPTS", f"fps={fps.numerator}/{fps.denominator}"]
     if width % 2 or height % 2:  # x264 4:2:0 needs even sizes: extend by one smeared row/column

@@ -1,0 +1,102 @@
+"""A corpus of real-world recording shapes, cut on the fly from real film footage (testkit/footage.py).
+
+Each shape is personalized with one text box; the video must decode without an error, keep the
+duration (within a frame), the displayed size and orientation, the HDR tags, and every frame outside
+the edit; the damaged ones personalize too, and their QA record says what was concealed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from loom import pipeline
+from loom.template import parse_template
+from testkit.footage import SHAPES, make_shape
+from testkit.media import psnr
+
+EDIT = (0.45, 0.95)  # seconds the text box is shown
+BOX = {"x": 0.05, "y": 0.06, "width": 0.5, "height": 0.16}
+# The slow ones (1080p60; a full HEVC and ProRes decode) run in the end-to-end tier.
+HEAVY = {"1080p60-h264-open-gop", "prores-pcm", "hevc-10bit-hlg"}
+DAMAGED = {"truncated-mp4": ("video", "truncated"), "mpeg4-ac3-avi-damaged-audio": ("audio", "corrupt")}
+
+
+def _template(video: Path) -> dict:
+    return {
+        "id": f"real-{video.stem}",
+        "base_video_path": str(video),
+        "voice_segments": [],
+        "visual_segments": [{"id": "name", "segment_type": "text", "start_time": EDIT[0], "end_time": EDIT[1],
+                             "placeholder_key": "company", **BOX}],
+    }
+
+
+def decode_errors(uri: str) -> str:
+    """What FFmpeg says while decoding every stream of ``uri`` (empty: it decodes cleanly)."""
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", uri, "-f", "null", "-"],
+                            capture_output=True, text=True)
+    return result.stderr.strip() + ("" if result.returncode == 0 else f" (exit {result.returncode})")
+
+
+def shown_luma(uri: str, fps: Fraction, size: tuple[int, int]) -> np.ndarray:
+    """Every frame as a player shows it (rotation applied, FFmpeg's own concealment of damage),
+    sampled at ``fps`` from the first frame, as 8-bit luma: FFmpeg's reading, not the engine's."""
+    w, h = size
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "quiet", "-i", uri, "-map", "0:v:0",
+           "-vf", f"setpts=PTS-STARTPTS,fps={fps.numerator}/{fps.denominator},format=gray",
+           "-f", "rawvideo", "-"]
+    raw = subprocess.run(cmd, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w)
+
+
+def video_tags(uri: str) -> dict[str, object]:
+    with av.open(uri) as c:
+        stream = c.streams.video[0]
+        cc = stream.codec_context
+        frame = next(c.decode(stream))
+        rotation = int(round(float(getattr(frame, "rotation", 0) or 0))) % 360
+        w, h = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
+        return {"size": (w, h), "primaries": cc.color_primaries, "trc": cc.color_trc, "matrix": cc.colorspace}
+
+
+@pytest.mark.parametrize("shape", [pytest.param(s, marks=pytest.mark.e2e) if s in HEAVY else s for s in SHAPES])
+def test_real_shape_personalizes_and_keeps_what_is_outside_the_edit(shape: str, tmp_path: Path, loom_home: Path) -> None:
+    source = make_shape(shape, tmp_path / "in")
+    template = parse_template(_template(source))
+    result = pipeline.personalize(template, {"company": "Acme"}, str(tmp_path / "out.mp4"))
+    out = result.output_uri
+
+    assert decode_errors(out) == ""
+    before, after = video_tags(str(source)), video_tags(out)
+    assert after["size"] == before["size"]  # displayed size and orientation
+    if before["trc"] not in (None, 2):  # tagged (HLG here): the tags survive
+        assert (after["primaries"], after["trc"], after["matrix"]) == (before["primaries"], before["trc"], before["matrix"])
+
+    with av.open(out) as c:
+        fps = Fraction(c.streams.video[0].average_rate)
+    shown, made = shown_luma(str(source), fps, before["size"]), shown_luma(out, fps, after["size"])
+    assert abs(len(made) - len(shown)) <= 1, (len(made), len(shown))
+
+    first, stop = round(EDIT[0] * fps), round(EDIT[1] * fps)
+    for i in range(min(len(made), len(shown))):
+        if first <= i < stop:
+            continue
+        assert psnr(shown[i], made[i]) >= 38, f"frame {i} outside the edit: {psnr(shown[i], made[i]):.1f} dB"
+    w, h = before["size"]
+    box = (slice(int(BOX["y"] * h), int((BOX["y"] + BOX["height"]) * h)), slice(int(BOX["x"] * w), int((BOX["x"] + BOX["width"]) * w)))
+    mid = (first + stop) // 2
+    assert psnr(shown[mid][box], made[mid][box]) < 30  # the edit is there
+
+    if shape in DAMAGED:
+        stream, kind = DAMAGED[shape]
+        assert any(c.stream == stream and c.kind == kind and c.count >= 1 for c in result.concealed), result.concealed
+        assert any(w.startswith("concealed:") for w in result.warnings)
+    else:
+        assert result.concealed == []
