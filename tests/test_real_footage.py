@@ -100,3 +100,45 @@ def test_real_shape_personalizes_and_keeps_what_is_outside_the_edit(shape: str, 
         assert any(w.startswith("concealed:") for w in result.warnings)
     else:
         assert result.concealed == []
+
+
+def test_cli_personalizes_a_damaged_recording_and_records_what_was_concealed(tmp_path: Path) -> None:
+    """`loom personalize` on the film's own codecs with an incomplete last audio frame: a video, and
+    a record naming the concealed audio frame (as FFmpeg decodes it, the command does not fail)."""
+    import json
+
+    from tests.test_cli import run_loom
+
+    source = make_shape("mpeg4-ac3-avi-damaged-audio", tmp_path / "in")
+    (tmp_path / "t.json").write_text(json.dumps(_template(source)))
+    (tmp_path / "row.json").write_text(json.dumps({"company": "Globex"}))
+    proc = run_loom("personalize", "--template", str(tmp_path / "t.json"), "--data", str(tmp_path / "row.json"),
+                    "--out", str(tmp_path / "out.mp4"), home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.strip().splitlines()[-1]
+    assert Path(out).is_file() and decode_errors(out) == ""
+    record = json.loads(Path(out).with_suffix(".json").read_text())
+    (concealed,) = record["concealed"]
+    assert concealed["stream"] == "audio" and concealed["count"] == 1 and concealed["time"] > 1.0
+    assert any(w.startswith("concealed: 1 damaged audio frame") for w in record["warnings"])
+
+
+def test_cli_refuses_a_video_without_one_decodable_frame(tmp_path: Path) -> None:
+    import json
+
+    from tests.test_cli import run_loom
+
+    source = make_shape("no-audio", tmp_path / "in")
+    with av.open(str(source)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(source.read_bytes())
+    for pos, size in spans:
+        data[pos : pos + size] = bytes(size)
+    source.write_bytes(bytes(data))
+    (tmp_path / "t.json").write_text(json.dumps(_template(source)))
+    (tmp_path / "row.json").write_text(json.dumps({"company": "Globex"}))
+    proc = run_loom("personalize", "--template", str(tmp_path / "t.json"), "--data", str(tmp_path / "row.json"),
+                    home=tmp_path / "home")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "base_video_path" in lines[0] and "no decodable video frame" in lines[0], proc.stderr
