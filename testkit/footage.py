@@ -38,6 +38,12 @@ def _excerpt(start: float, seconds: float, width: int) -> list[str]:
     return ["-ss", f"{start}", "-t", f"{seconds}", "-i", str(footage()), "-vf", f"scale={width}:-2"]
 
 
+def excerpt_mp4(out: Path, start: float, seconds: float, width: int = 360) -> Path:
+    """A plain H.264 + AAC MP4 of the footage from ``start`` (frame ``round(start * 23.976)``)."""
+    ffmpeg(*_excerpt(start, seconds, width), "-c:v", "libx264", "-preset", "veryfast", "-crf", "16", "-c:a", "aac", str(out))
+    return out
+
+
 def phone_hevc_mov(out: Path, start: float = 0.5, seconds: float = 1.6, width: int = 240) -> Path:
     """HEVC in MOV, shown rotated by 90 degrees (display matrix), mono AAC at 44.1 kHz (a phone's)."""
     plain = out.with_name(out.stem + "-unrotated.mov")

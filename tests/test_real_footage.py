@@ -142,3 +142,54 @@ def test_cli_refuses_a_video_without_one_decodable_frame(tmp_path: Path) -> None
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "base_video_path" in lines[0] and "no decodable video frame" in lines[0], proc.stderr
+
+
+# ---------------------------------------------------------------- a plain box through a camera move and a scene cut
+
+PLAIN_BOX = {"x": 0.72, "y": 0.03, "width": 0.22, "height": 0.16}  # dark background; the next shot has a face there
+
+
+def test_plain_box_stays_put_and_is_left_alone_after_the_scene_cut(tmp_path: Path, loom_home: Path) -> None:
+    """Real film: an image box over a dark, plain patch of the first shot. It stays where the template
+    put it through the shot; after the cut (a man's face is there in the next shot) every frame is
+    flagged and left untouched; no pixel away from the box ever changes."""
+    from PIL import Image
+
+    from loom.visual.tracking import load_track
+    from testkit.footage import excerpt_mp4
+
+    source = excerpt_mp4(tmp_path / "cut.mp4", start=3.0, seconds=2.0)  # 48 frames; the shot changes at 27
+    logo = tmp_path / "logo.png"
+    Image.new("RGBA", (64, 40), (240, 200, 30, 255)).save(logo)
+    data = {"id": "plain-box", "base_video_path": str(source), "voice_segments": [],
+            "visual_segments": [{"id": "brand", "segment_type": "image", "start_time": 0.2, "end_time": 1.9,
+                                 "placeholder_key": "logo", **PLAIN_BOX}]}
+    result = pipeline.personalize(parse_template(data), {"logo": str(logo)}, str(tmp_path / "out.mp4"))
+    prepared = pipeline.prepare_template(parse_template(data))
+    track = load_track(prepared.tracks["brand"])
+    cut = 27
+    assert cut in track.scene_cuts
+    w, h = prepared.video.width, prepared.video.height
+    x0, y0 = PLAIN_BOX["x"] * w, PLAIN_BOX["y"] * h
+    before = [k for k in range(track.first_frame, cut)]
+    after = [k for k in range(cut, track.stop_frame)]
+    assert all(track.box_at(k) is None for k in after)  # another shot: flagged, never drawn
+    kept = [track.box_at(k) for k in before if track.box_at(k) is not None]
+    assert len(kept) >= 0.8 * len(before)
+    for box in kept:  # where the template put it (the camera barely moves in this shot)
+        assert abs(box[0] - x0) <= 0.03 * w and abs(box[1] - y0) <= 0.03 * h, box
+    assert any("not found" in line for line in result.warnings)
+
+    fps = Fraction(prepared.video.fps)
+    shown, made = shown_luma(str(source), fps, (w, h)), shown_luma(result.output_uri, fps, (w, h))
+    assert len(made) == len(shown)
+    margin = 6
+    away = np.ones((h, w), bool)
+    away[max(0, int(y0) - margin) : int(y0 + PLAIN_BOX["height"] * h) + margin,
+         max(0, int(x0) - margin) : int(x0 + PLAIN_BOX["width"] * w) + margin] = False
+    for i in range(len(made)):
+        assert psnr(shown[i][away], made[i][away]) >= 38, f"frame {i} changed away from the box"
+        if i >= cut:
+            assert psnr(shown[i], made[i]) >= 38, f"frame {i} after the cut was edited"
+    drawn = [k for k in before if track.box_at(k) is not None]
+    assert psnr(shown[drawn[len(drawn) // 2]][~away], made[drawn[len(drawn) // 2]][~away]) < 25  # the logo is there
