@@ -193,3 +193,72 @@ def test_plain_box_stays_put_and_is_left_alone_after_the_scene_cut(tmp_path: Pat
             assert psnr(shown[i], made[i]) >= 38, f"frame {i} after the cut was edited"
     drawn = [k for k in before if track.box_at(k) is not None]
     assert psnr(shown[drawn[len(drawn) // 2]][~away], made[drawn[len(drawn) // 2]][~away]) < 25  # the logo is there
+
+
+# ---------------------------------------------------------------- two people, then a cut to a third shot
+
+
+def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
+    tmp_path: Path, loom_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real film, one voice window over two shots: in the first a woman speaks with a man behind her,
+    in the second another man fills the frame. The mouth patch follows one face for the whole
+    window (never the man behind her, never a switch at the cut); every other frame is untouched
+    and counted as a frame without a trustworthy face."""
+    import wave
+
+    from loom.edits import AudioInsert
+    from loom.lipsync import engine
+    from loom.lipsync.checkpoint import write_random_checkpoint
+    from loom.lipsync.faces import load_face_track
+    from loom.media.patches import PatchSet
+    from loom.settings import reload_settings
+    from testkit.footage import excerpt_mp4
+
+    source = excerpt_mp4(tmp_path / "talk.mp4", start=2.5, seconds=3.0, width=640)  # the shot changes at frame 39
+    data = {"id": "two-people", "base_video_path": str(source), "visual_segments": [],
+            "voice_segments": [{"id": "hi", "start_time": 0.3, "end_time": 2.8, "template_text": "Hi {name}!"}]}
+    prepared = pipeline.prepare_template(parse_template(data))
+    faces = load_face_track(prepared.faces["hi"])
+    cut = 39
+    assert faces.scene_cuts == [cut]
+    w = prepared.video.width
+    found = {k: faces.box(k) for k in range(faces.first, faces.stop) if faces.box(k) is not None}
+    # one person through the window: the boxes lie in one shot (the other is another person) ...
+    assert found and (all(k < cut for k in found) or all(k >= cut for k in found)), sorted(found)
+    shot = range(faces.first, cut) if min(found) < cut else range(cut, faces.stop)
+    assert len(found) >= 0.8 * len(shot)
+    # ... and move continuously (never to the man behind the woman, at the right of the first shot)
+    centres = [((b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2) for _, b in sorted(found.items())]
+    assert all(np.hypot(a[0] - b[0], a[1] - b[1]) < 0.12 * w for a, b in zip(centres, centres[1:]))
+    assert all(b.width > 0.15 * w for b in found.values())
+    assert faces.frames_without_face == (faces.stop - faces.first) - len(found)
+
+    rate = 48000
+    line = tmp_path / "line.wav"
+    with wave.open(str(line), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        t = np.arange(int(2.5 * rate)) / rate
+        out.writeframes((0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) * 16000).astype(np.int16).tobytes())
+    monkeypatch.setenv("LOOM_WAV2LIP_CHECKPOINT", str(write_random_checkpoint(tmp_path / "w2l.pth", seed=3)))
+    monkeypatch.setenv("LOOM_WAV2LIP_DEVICE", "cpu")
+    reload_settings()
+    engine.reset_engine()
+    try:
+        segment = prepared.template.voice_segments[0]
+        insert = AudioInsert(segment_id="hi", uri=str(line), start=0.3, end=2.8, sample_rate=rate)
+        ref = engine.lipsync_segment(prepared, segment, insert, str(tmp_path / "lips.npz"))
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+        engine.reset_engine()
+    assert ref is not None and ref.qa["frames_without_face"] == faces.frames_without_face
+    patched = PatchSet.load(ref.uri).frames
+    assert patched and set(patched) <= set(found)  # frames without a trustworthy face: untouched
+    for k, patches in patched.items():
+        box = faces.box(k)
+        assert box is not None
+        for patch in patches:  # inside (the padded neighbourhood of) that face's box
+            assert box.x1 - 16 <= patch.x and patch.x + patch.rgba.shape[1] <= box.x2 + 16, (k, patch.x)

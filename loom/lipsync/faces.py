@@ -44,7 +44,8 @@ TRACK_LONG_SIDE = 320  # the face is followed between detections on grey frames 
 TRACK_SCORE = 0.5  # a followed position must correlate this well with the face one frame earlier
 ASPECT_RANGE = (0.6, 1.7)  # plausible width / height of a detected face
 SIZE_JUMP = 1.6  # a face of one identity does not grow or shrink more than this between detections
-SAME_FACE = 0.6  # colour-histogram correlation that makes a face after a cut the same person
+SAME_FACE = 0.6  # colour-histogram correlation that makes a face after a cut the same person ...
+SAME_FACE_SHAPE = 0.8  # ... with its grey 24 x 24 picture correlating this well (another person: 0.2-0.6)
 SCENE_CUT_THRESHOLD = 30.0  # mean HSV difference (0-255) between consecutive thumbnails
 
 
@@ -248,9 +249,17 @@ def pad_box(box: np.ndarray, pads: tuple[int, int, int, int], width: int, height
 class _Detection:
     """A face found on a detection frame (frame pixels), with its appearance."""
 
-    def __init__(self, offset: int, box: np.ndarray, shot: int, hist: np.ndarray) -> None:
-        self.offset, self.box, self.shot, self.hist = offset, box, shot, hist
+    def __init__(self, offset: int, box: np.ndarray, shot: int, small: np.ndarray, scale: float) -> None:
+        self.offset, self.box, self.shot = offset, box, shot
+        self.hist, self.picture = _appearance(small, box, scale)
         self.identity = -1
+
+    def looks_like(self, other: _Detection) -> bool:
+        colour = float(cv2.compareHist(self.hist, other.hist, cv2.HISTCMP_CORREL))
+        a, b = self.picture - self.picture.mean(), other.picture - other.picture.mean()
+        den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        shape = float((a * b).sum() / den) if den > 1e-6 else 0.0
+        return colour >= SAME_FACE and shape >= SAME_FACE_SHAPE
 
 
 def plausible(box: np.ndarray, width: int, height: int) -> bool:
@@ -264,15 +273,18 @@ def plausible(box: np.ndarray, width: int, height: int) -> bool:
     return 0 <= cx < width and 0 <= cy < height
 
 
-def _appearance(bgr: np.ndarray, box: np.ndarray, scale: float) -> np.ndarray:
-    """Hue/saturation histogram of the face's middle (hair and background mostly left out)."""
+def _appearance(bgr: np.ndarray, box: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The face's hue/saturation histogram (its middle: hair and background mostly left out) and
+    its grey picture at 24 x 24."""
     x1, y1, x2, y2 = (box * scale).astype(int)
+    whole = bgr[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)]
     mx, my = (x2 - x1) // 5, (y2 - y1) // 5
     crop = bgr[max(0, y1 + my) : max(0, y2 - my), max(0, x1 + mx) : max(0, x2 - mx)]
-    if crop.size == 0:
-        return np.zeros((16 * 8, 1), np.float32)
+    if crop.size == 0 or whole.size == 0:
+        return np.zeros((16 * 8, 1), np.float32), np.zeros((24, 24), np.float32)
     hist = cv2.calcHist([cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)], [0, 1], None, [16, 8], [0, 180, 0, 256])
-    return cv2.normalize(hist, hist).reshape(-1, 1)
+    picture = cv2.resize(cv2.cvtColor(whole, cv2.COLOR_BGR2GRAY), (24, 24), interpolation=cv2.INTER_AREA)
+    return cv2.normalize(hist, hist).reshape(-1, 1), picture.astype(np.float32)
 
 
 def _same_place(a: np.ndarray, b: np.ndarray) -> bool:
@@ -302,8 +314,7 @@ def link_identities(detections: list[_Detection]) -> int:
                 if last.shot == det.shot:
                     score = 2.0 if _same_place(last.box, det.box) else 0.0
                 else:
-                    score = float(cv2.compareHist(last.hist, det.hist, cv2.HISTCMP_CORREL))
-                    score = score if score >= SAME_FACE else 0.0
+                    score = 1.0 if last.looks_like(det) else 0.0
                 if score > best_score:
                     best, best_score = identity, score
             if best < 0:
@@ -401,7 +412,7 @@ def detect_faces(
         for x, y, w, h, _ in detector.detect(small):
             box = np.array([x, y, x + w, y + h], np.float64) / scale
             if plausible(box, video.width, video.height):
-                detections.append(_Detection(k, box, shot, _appearance(small, box, scale)))
+                detections.append(_Detection(k, box, shot, small, scale))
     last_read = len(gray)
     identities = link_identities(detections)
     chosen = speaker(detections, identities)
