@@ -420,12 +420,13 @@ def detect_faces(
     mine = sorted((d for d in detections if d.identity == chosen), key=lambda d: d.offset)
     for det in mine:
         raw[det.offset] = det.box
-    # Between two detections of the face in one shot it is followed frame by frame; a frame where
-    # the detector ran and did not find it keeps no box.
-    for a, b in zip(mine, mine[1:]):
-        if a.shot == b.shot and b.offset - a.offset > 1:
-            for k, box in follow(gray, a.offset, a.box, b.offset, track_scale).items():
-                raw[k] = box
+    # From each detection the face is followed frame by frame up to the next detection frame (or
+    # cut); a frame where the detector ran and did not find it keeps no box.
+    checks = sorted(detected_at | cuts | {last_read})
+    for det in mine:
+        until = min((c for c in checks if c > det.offset), default=last_read)
+        for k, box in follow(gray, det.offset, det.box, until, track_scale).items():
+            raw[k] = box
     for k in range(last_read, n):
         raw[k] = None
     filled = bridge_gaps(raw, cuts)
