@@ -38,8 +38,8 @@ DEFAULT_PADS = (0, 10, 0, 0)
 SMOOTH_FRAMES = 5  # the original averages boxes over 5 frames
 MAX_GAP = 4  # missed detections bridged by interpolation when faces are found on both sides
 HANDLE = 3  # frames read beyond the window on each side so smoothing at its edges has context
-DETECT_LONG_SIDE = 480  # detection runs on frames scaled down to this (boxes scaled back)
-DETECT_EVERY = 4  # a detection every this many frames; the face is followed by correlation between
+DETECT_LONG_SIDE = 400  # detection runs on frames scaled down to this (boxes scaled back)
+DETECT_EVERY = 6  # a detection every this many frames; the face is followed by correlation between
 TRACK_LONG_SIDE = 320  # the face is followed between detections on grey frames of this size
 TRACK_SCORE = 0.5  # a followed position must correlate this well with the face one frame earlier
 ASPECT_RANGE = (0.6, 1.7)  # plausible width / height of a detected face
@@ -116,9 +116,10 @@ class HaarFaceDetector:
 
     def detect(self, bgr: np.ndarray) -> list[tuple[float, float, float, float, float]]:
         gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-        side = max(24, int(min(gray.shape) * 0.06))
+        # a face under ~8% of the frame's height is too small to lip-sync (Wav2Lip works at 96 px)
+        side = max(24, int(min(gray.shape) * 0.08))
         for cascade in self._cascades:  # the second cascade only when the first finds nothing
-            found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+            found = cascade.detectMultiScale(gray, scaleFactor=1.15, minNeighbors=5, minSize=(side, side))
             if len(found):
                 return [(float(x), float(y), float(w), float(h), 1.0) for x, y, w, h in found]
         return []
@@ -420,11 +421,20 @@ def detect_faces(
     mine = sorted((d for d in detections if d.identity == chosen), key=lambda d: d.offset)
     for det in mine:
         raw[det.offset] = det.box
-    # From each detection the face is followed frame by frame up to the next detection frame (or
-    # cut); a frame where the detector ran and did not find it keeps no box.
-    checks = sorted(detected_at | cuts | {last_read})
+    # From each detection the face is followed frame by frame (each step verified by correlation)
+    # up to its next detection, a cut, or the second detection frame in a row that misses it (the
+    # detector misses faces now and then; two misses in a row, and the face is let go).
+    found_at = {d.offset for d in mine}
     for det in mine:
-        until = min((c for c in checks if c > det.offset), default=last_read)
+        misses, until = 0, last_read
+        for k in sorted(c for c in detected_at | cuts | {last_read} if c > det.offset):
+            if k in found_at or k in cuts or k == last_read:
+                until = k
+                break
+            misses += 1
+            if misses == 2:
+                until = k
+                break
         for k, box in follow(gray, det.offset, det.box, until, track_scale).items():
             raw[k] = box
     for k in range(last_read, n):

@@ -1,0 +1,157 @@
+"""What preparing a template costs (once per template version), against its floor.
+
+    .venv/bin/python benchmarks/bench_prepare.py [--repeat N] [--keep DIR]
+
+Makes its own input from real film footage (OpenCV's Megamind.avi from Debian's opencv-doc, played
+twice over): a 12 s 1280x720 H.264 + AAC MP4 at 23.976 fps (a keyframe every 2 s, as cameras and
+screen recorders write) with faces, camera moves and scene
+cuts, and a template with one voice line (lip-synced: faces are prepared), one text box and one
+image box. Times ``prepare_template`` in a fresh LOOM_HOME (best of N), split into its steps:
+
+- media: probe, the decode scan for damage, keyframes planted at the cuts, audio to WAV and AAC
+- tracking and clean plates of the two boxes
+- faces of the voice window (also as seconds per frame)
+
+The floor is decoding every frame of the recording once (PyAV, threaded) plus its audio: what any
+prepare that looks at every frame must pay. Prints the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import av  # noqa: E402
+
+from testkit.footage import ffmpeg, footage  # noqa: E402
+
+SECONDS = 12.0
+
+
+def make_recording(path: Path) -> Path:
+    ffmpeg("-stream_loop", "1", "-i", str(footage()), "-t", f"{SECONDS}", "-vf", "scale=1280:720",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "48", "-c:a", "aac", str(path))
+    return path
+
+
+def template_for(video: Path) -> dict:
+    return {
+        "id": "bench-prepare",
+        "base_video_path": str(video),
+        "voice_segments": [{"id": "hello", "start_time": 1.0, "end_time": 4.0, "template_text": "Hi {name}!"}],
+        "visual_segments": [
+            {"id": "name", "segment_type": "text", "start_time": 0.5, "end_time": 3.5, "placeholder_key": "company",
+             "x": 0.05, "y": 0.05, "width": 0.3, "height": 0.1},
+            {"id": "logo", "segment_type": "image", "start_time": 5.0, "end_time": 9.0, "placeholder_key": "logo",
+             "x": 0.72, "y": 0.04, "width": 0.2, "height": 0.15},
+        ],
+    }
+
+
+def floor_seconds(video: Path) -> float:
+    started = time.perf_counter()
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for _ in container.decode(stream):
+            pass
+    with av.open(str(video)) as container:
+        for _ in container.decode(audio=0):
+            pass
+    return time.perf_counter() - started
+
+
+class Timers:
+    """Wall seconds spent in named engine functions (patched on their modules while preparing)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.frames = 0
+
+    def wrap(self, module: object, name: str, label: str) -> None:
+        real: Callable = getattr(module, name)
+
+        @functools.wraps(real)
+        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            started = time.perf_counter()
+            try:
+                return real(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+                if label == "faces":
+                    self.frames += args[3] - args[2]  # (uri, video, first, stop, ...)
+
+        setattr(module, name, timed)
+
+
+def prepare_once(video: Path, home: Path) -> tuple[float, Timers]:
+    os.environ["LOOM_HOME"] = str(home)
+    from loom import pipeline
+    from loom.lipsync import faces
+    from loom.media import prepare
+    from loom.settings import reload_settings
+    from loom.template import parse_template
+    from loom.visual import plates, tracking
+
+    reload_settings()
+    timers = Timers()
+    timers.wrap(prepare, "prepare_media", "media")
+    timers.wrap(tracking, "track_segment", "tracking")
+    timers.wrap(plates, "make_clean_plate", "plates")
+    timers.wrap(faces, "detect_faces", "faces")
+    try:
+        started = time.perf_counter()
+        pipeline.prepare_template(parse_template(template_for(video)))
+        return time.perf_counter() - started, timers
+    finally:
+        for module, name in ((prepare, "prepare_media"), (tracking, "track_segment"), (plates, "make_clean_plate"),
+                             (faces, "detect_faces")):
+            setattr(module, name, getattr(module, name).__wrapped__)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path, default=None, help="folder for the inputs (kept)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"load before: {os.getloadavg()[0]:.2f}")
+    video = make_recording(work / "recording.mp4")
+    from loom.pipeline import prepare_template  # noqa: F401  (imports outside the timings)
+    import loom.lipsync.faces, loom.media.prepare, loom.visual.plates, loom.visual.tracking  # noqa: E401, F401
+
+    floors = [floor_seconds(video) for _ in range(args.repeat)]
+    runs = []
+    for k in range(args.repeat):
+        home = work / f"home-{k}"
+        shutil.rmtree(home, ignore_errors=True)
+        runs.append(prepare_once(video, home))
+        shutil.rmtree(home, ignore_errors=True)
+    total, timers = min(runs, key=lambda r: r[0])
+    floor = min(floors)
+    print(f"recording: {SECONDS:.0f} s 1280x720 H.264 + AAC (real film footage), best of {args.repeat}")
+    print(f"prepare_template: {total:.2f} s")
+    for label in ("media", "tracking", "plates", "faces"):
+        print(f"  {label:9s} {timers.seconds.get(label, 0.0):.2f} s")
+    if timers.frames:
+        print(f"  faces per frame: {timers.seconds['faces'] / timers.frames * 1000:.1f} ms ({timers.frames} frames)")
+    print(f"floor (decode every frame and the audio once): {floor:.2f} s")
+    print(f"prepare / floor: {total / floor:.1f}x")
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+    if args.keep is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
