@@ -391,11 +391,10 @@ def detect_faces(
     previous_thumb: np.ndarray | None = None
     shot = 0
     track_scale = 1.0
-    for index, rgb in read_frames(video_uri, read_first, read_stop):
+    for index, bgr in read_frames(video_uri, read_first, read_stop, fmt="bgr24"):
         k = index - read_first
         while len(gray) < k:  # a frame the decoder did not return: nothing to follow on it
             gray.append(np.zeros_like(gray[-1]) if gray else np.zeros((2, 2), np.uint8))
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         thumb = _thumbnail(bgr)
         cut = previous_thumb is not None and is_scene_cut(previous_thumb, thumb)
         if cut:
