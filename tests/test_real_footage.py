@@ -197,14 +197,48 @@ def test_plain_box_stays_put_and_is_left_alone_after_the_scene_cut(tmp_path: Pat
 
 # ---------------------------------------------------------------- two people, then a cut to a third shot
 
+TALK = {"start": 2.5, "seconds": 3.0, "width": 640}  # the shot changes at frame 39 of the excerpt
+TALK_CUT = 39
+TALK_WINDOW = (0.3, 2.8)
 
+
+def assert_one_face(faces, width: int) -> dict:  # noqa: ANN001
+    """The window's boxes follow one person: all in one shot (the other is another person), most of
+    that shot's frames found, moving continuously; the rest counted as frames without a face."""
+    found = {k: faces.box(k) for k in range(faces.first, faces.stop) if faces.box(k) is not None}
+    assert faces.scene_cuts == [TALK_CUT]
+    assert found and (all(k < TALK_CUT for k in found) or all(k >= TALK_CUT for k in found)), sorted(found)
+    shot = range(faces.first, TALK_CUT) if min(found) < TALK_CUT else range(TALK_CUT, faces.stop)
+    assert len(found) >= 0.8 * len(shot)
+    # ... never the man behind the woman (at the right of the first shot): no jump between frames
+    centres = [((b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2) for _, b in sorted(found.items())]
+    assert all(np.hypot(a[0] - b[0], a[1] - b[1]) < 0.12 * width for a, b in zip(centres, centres[1:]))
+    assert all(b.width > 0.15 * width for b in found.values())
+    assert faces.frames_without_face == (faces.stop - faces.first) - len(found)
+    return found
+
+
+def test_one_face_is_followed_through_a_window_with_two_people_and_a_cut(tmp_path: Path) -> None:
+    """Real film: a woman speaks with a man behind her, then the shot cuts to another man. The face
+    boxes follow one of them for the whole window; the other frames have none and are counted."""
+    from loom.lipsync.faces import detect_faces
+    from loom.media.probe import probe_video
+    from testkit.footage import excerpt_mp4
+
+    source = excerpt_mp4(tmp_path / "talk.mp4", **TALK)
+    info = probe_video(str(source))
+    first, stop = info.frame_span(*TALK_WINDOW)
+    faces = detect_faces(str(source), info, first, stop, str(tmp_path / "faces.json"))
+    assert_one_face(faces, info.width)
+    assert any("other face" in w for w in faces.warnings)
+
+
+@pytest.mark.e2e
 def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
     tmp_path: Path, loom_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Real film, one voice window over two shots: in the first a woman speaks with a man behind her,
-    in the second another man fills the frame. The mouth patch follows one face for the whole
-    window (never the man behind her, never a switch at the cut); every other frame is untouched
-    and counted as a frame without a trustworthy face."""
+    """The same window through prepare and the Wav2Lip engine (random weights of the official
+    shapes): every patch lies on the followed face, every other frame is untouched and counted."""
     import wave
 
     from loom.edits import AudioInsert
@@ -215,24 +249,13 @@ def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
     from loom.settings import reload_settings
     from testkit.footage import excerpt_mp4
 
-    source = excerpt_mp4(tmp_path / "talk.mp4", start=2.5, seconds=3.0, width=640)  # the shot changes at frame 39
+    source = excerpt_mp4(tmp_path / "talk.mp4", **TALK)
     data = {"id": "two-people", "base_video_path": str(source), "visual_segments": [],
-            "voice_segments": [{"id": "hi", "start_time": 0.3, "end_time": 2.8, "template_text": "Hi {name}!"}]}
+            "voice_segments": [{"id": "hi", "start_time": TALK_WINDOW[0], "end_time": TALK_WINDOW[1],
+                                "template_text": "Hi {name}!"}]}
     prepared = pipeline.prepare_template(parse_template(data))
     faces = load_face_track(prepared.faces["hi"])
-    cut = 39
-    assert faces.scene_cuts == [cut]
-    w = prepared.video.width
-    found = {k: faces.box(k) for k in range(faces.first, faces.stop) if faces.box(k) is not None}
-    # one person through the window: the boxes lie in one shot (the other is another person) ...
-    assert found and (all(k < cut for k in found) or all(k >= cut for k in found)), sorted(found)
-    shot = range(faces.first, cut) if min(found) < cut else range(cut, faces.stop)
-    assert len(found) >= 0.8 * len(shot)
-    # ... and move continuously (never to the man behind the woman, at the right of the first shot)
-    centres = [((b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2) for _, b in sorted(found.items())]
-    assert all(np.hypot(a[0] - b[0], a[1] - b[1]) < 0.12 * w for a, b in zip(centres, centres[1:]))
-    assert all(b.width > 0.15 * w for b in found.values())
-    assert faces.frames_without_face == (faces.stop - faces.first) - len(found)
+    found = assert_one_face(faces, prepared.video.width)
 
     rate = 48000
     line = tmp_path / "line.wav"
@@ -248,7 +271,7 @@ def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
     engine.reset_engine()
     try:
         segment = prepared.template.voice_segments[0]
-        insert = AudioInsert(segment_id="hi", uri=str(line), start=0.3, end=2.8, sample_rate=rate)
+        insert = AudioInsert(segment_id="hi", uri=str(line), start=TALK_WINDOW[0], end=TALK_WINDOW[1], sample_rate=rate)
         ref = engine.lipsync_segment(prepared, segment, insert, str(tmp_path / "lips.npz"))
     finally:
         monkeypatch.undo()
@@ -259,6 +282,5 @@ def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
     assert patched and set(patched) <= set(found)  # frames without a trustworthy face: untouched
     for k, patches in patched.items():
         box = faces.box(k)
-        assert box is not None
         for patch in patches:  # inside (the padded neighbourhood of) that face's box
             assert box.x1 - 16 <= patch.x and patch.x + patch.rgba.shape[1] <= box.x2 + 16, (k, patch.x)
