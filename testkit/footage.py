@@ -127,6 +127,18 @@ def mpeg4_ac3_avi_damaged(out: Path, start: float = 0.5, seconds: float = 1.6, w
     return out
 
 
+def h264_lost_packet(out: Path, start: float = 0.5, seconds: float = 1.6, width: int = 240) -> Path:
+    """An H.264 MP4 with one P-frame packet in the middle zeroed (a bit error the decoder refuses)."""
+    ffmpeg(*_excerpt(start, seconds, width), "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(out))
+    with av.open(str(out)) as src:
+        packets = [(p.pos, p.size) for p in src.demux(src.streams.video[0]) if p.size and not p.is_keyframe]
+    pos, size = packets[len(packets) // 2]
+    data = bytearray(out.read_bytes())
+    data[pos : pos + size] = bytes(size)
+    out.write_bytes(bytes(data))
+    return out
+
+
 SHAPES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "phone-hevc-mov-rotated": (".mov", phone_hevc_mov),
     "vp9-opus-webm": (".webm", vp9_opus_webm),
@@ -138,6 +150,7 @@ SHAPES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "truncated-mp4": (".mp4", truncated_mp4),
     "no-audio": (".mp4", no_audio_mp4),
     "mpeg4-ac3-avi-damaged-audio": (".avi", mpeg4_ac3_avi_damaged),
+    "h264-lost-packet": (".mp4", h264_lost_packet),
 }
 
 

@@ -25,7 +25,8 @@ EDIT = (0.45, 0.95)  # seconds the text box is shown
 BOX = {"x": 0.05, "y": 0.06, "width": 0.5, "height": 0.16}
 # The slow ones (1080p60; a full HEVC and ProRes decode) run in the end-to-end tier.
 HEAVY = {"1080p60-h264-open-gop", "prores-pcm", "hevc-10bit-hlg"}
-DAMAGED = {"truncated-mp4": ("video", "truncated"), "mpeg4-ac3-avi-damaged-audio": ("audio", "corrupt")}
+DAMAGED = {"truncated-mp4": ("video", "truncated"), "mpeg4-ac3-avi-damaged-audio": ("audio", "corrupt"),
+           "h264-lost-packet": ("video", "undecodable")}
 
 
 def _template(video: Path) -> dict:
