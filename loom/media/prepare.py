@@ -65,7 +65,7 @@ def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
         return f"rotation metadata ({info.rotation} degrees)"
     if info.width % 2 or info.height % 2:
         return f"odd frame size {info.width}x{info.height}"
-    if info.pix_fmt != "yuv420p":
+    if info.pix_fmt not in ("yuv420p", "yuvj420p"):  # yuvj420p: full-range 4:2:0, which the spans keep
         return f"pixel format {info.pix_fmt} is not yuv420p"
     if x264_profile(info.profile) is None:
         return f"H.264 profile {info.profile} cannot be matched by the span encoder"
