@@ -157,23 +157,33 @@ def prepare_template(template: Template) -> PreparedTemplate:
         concealed=media.concealed,
     )
     prepared.qa.extend(c.line() for c in media.concealed)
-    for seg in template.visual_segments:
-        uri = storage.join(root, "tracks", f"{seg.id}.json")
-        track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
-        prepared.tracks[seg.id] = uri
-        prepared.qa.extend(track.warnings)
-        if getattr(plugins.visual_effect(seg.segment_type), "replaces_content", False):
-            # the original removed once per template, so recipients only draw their value over it
-            plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
-            prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
-    for seg in template.voice_segments:
-        if not seg.lipsync:
-            continue
-        first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
-        uri = storage.join(root, "faces", f"{seg.id}.json")
-        faces = detect_faces(prepared.working_video_uri, prepared.video, first, stop, uri)
-        prepared.faces[seg.id] = uri
-        prepared.qa.extend(faces.warnings)
+
+    def faces_of_voice_windows() -> list[tuple[str, str, list[str]]]:
+        found = []
+        for seg in template.voice_segments:
+            if not seg.lipsync:
+                continue
+            first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
+            uri = storage.join(root, "faces", f"{seg.id}.json")
+            found.append((seg.id, uri, detect_faces(prepared.working_video_uri, prepared.video, first, stop, uri).warnings))
+        return found
+
+    # Faces and boxes are independent: the faces are found on a second thread while the boxes are
+    # tracked (OpenCV and the decoder release the GIL; prepare's wall time on two cores drops).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-faces") as pool:
+        faces_job = pool.submit(faces_of_voice_windows)
+        for seg in template.visual_segments:
+            uri = storage.join(root, "tracks", f"{seg.id}.json")
+            track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
+            prepared.tracks[seg.id] = uri
+            prepared.qa.extend(track.warnings)
+            if getattr(plugins.visual_effect(seg.segment_type), "replaces_content", False):
+                # the original removed once per template, so recipients only draw their value over it
+                plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
+                prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
+        for seg_id, uri, warnings in faces_job.result():
+            prepared.faces[seg_id] = uri
+            prepared.qa.extend(warnings)
     storage.write_text(storage.join(root, "prepared.json"), prepared.model_dump_json(indent=2))
     return prepared
 

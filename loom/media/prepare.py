@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from loom.allocator import keep_freed_memory
 from loom.errors import InputError
 from loom.media import h264
 from loom.media.aac import aac_track_uri, encode_aac_track
-from loom.media.audio_mix import extract_audio
+from loom.media.audio_mix import PcmTrack, extract_audio
 from loom.media.concealment import Concealment, demux_readable, scan_video
 from loom.media.cut_plan import SpliceImpossible
 from loom.media.encode import MEZZANINE_CRF, mezzanine_x264_args, x264_profile
@@ -167,26 +168,36 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
 
     keep_freed_memory()
     source = probe_video(base_video_uri)
-    scan = scan_video(base_video_uri)  # refuses a recording without one decodable frame
-    damaged = bool(scan.concealed)
-    reason = mezzanine_reason(source, base_video_uri)
-    if damaged and reason is None:  # its packets cannot be copied: the working video is what FFmpeg decodes
-        reason = "damaged video: " + "; ".join(c.line() for c in scan.concealed)
-    if reason is None:
-        video, working = source, base_video_uri
-        missing = _cut_frames_without_idr(source, cut_times)
-        if missing:
-            log.info("planting IDR keyframes at frames %s of %s", missing, base_video_uri)
-            working = storage.join(root, "working.mp4")
-            video = plant_keyframes(source, base_video_uri, missing, working)
-    else:
-        log.info("making an H.264 mezzanine of %s: %s", base_video_uri, reason)
-        working = storage.join(root, "working.mp4")
-        lost = any(c.kind == "undecodable" for c in scan.concealed)
-        video = make_mezzanine(source, base_video_uri, cut_times, working, frames_lost=lost)
     video_start = _video_start(base_video_uri)
-    audio = extract_audio(base_video_uri, storage.join(root, "audio.wav"), video_start, video.duration)
-    encode_aac_track(audio.uri, aac_track_uri(audio.uri))  # recipients copy it outside their voice windows
+    wav_uri = storage.join(root, "audio.wav")
+
+    def audio_track(duration: float) -> PcmTrack:
+        track = extract_audio(base_video_uri, wav_uri, video_start, duration)
+        encode_aac_track(track.uri, aac_track_uri(track.uri))  # recipients copy it outside their voice windows
+        return track
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-audio") as pool:
+        # A recording's audio does not depend on its working video (the duration only sizes the
+        # silence of one without sound): decoded and encoded beside the video work.
+        audio_job = pool.submit(audio_track, source.duration) if source.has_audio else None
+        scan = scan_video(base_video_uri)  # refuses a recording without one decodable frame
+        damaged = bool(scan.concealed)
+        reason = mezzanine_reason(source, base_video_uri)
+        if damaged and reason is None:  # its packets cannot be copied: the working video is what FFmpeg decodes
+            reason = "damaged video: " + "; ".join(c.line() for c in scan.concealed)
+        if reason is None:
+            video, working = source, base_video_uri
+            missing = _cut_frames_without_idr(source, cut_times)
+            if missing:
+                log.info("planting IDR keyframes at frames %s of %s", missing, base_video_uri)
+                working = storage.join(root, "working.mp4")
+                video = plant_keyframes(source, base_video_uri, missing, working)
+        else:
+            log.info("making an H.264 mezzanine of %s: %s", base_video_uri, reason)
+            working = storage.join(root, "working.mp4")
+            lost = any(c.kind == "undecodable" for c in scan.concealed)
+            video = make_mezzanine(source, base_video_uri, cut_times, working, frames_lost=lost)
+        audio = audio_job.result() if audio_job is not None else audio_track(video.duration)
     return PreparedMedia(
         source=source,
         video=video,
