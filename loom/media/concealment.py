@@ -37,7 +37,7 @@ class Concealment(BaseModel):
         if self.kind == "corrupt":
             return f"concealed: {self.count} damaged {self.stream} frame(s) at {self.time:.3f} s, repaired by the decoder"
         if self.kind == "truncated":
-            return (f"concealed: the file ends early; {self.count} {self.stream} packet(s) from {self.time:.3f} s "
+            return (f"concealed: the file ends early; {self.count} {self.stream} packet(s) after {self.time:.3f} s "
                     "are missing (used up to the last decodable one)")
         return f"concealed: {self.count} undecodable {self.stream} packet(s) at {self.time:.3f} s skipped, timing kept"
 
