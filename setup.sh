@@ -26,4 +26,16 @@ fi
 # An editable install leaves the project's modules uncompiled; where PYTHONDONTWRITEBYTECODE is set
 # (as in many containers) every `loom` process would compile them again (~0.3 s per start).
 .venv/bin/python -m compileall -q loom app tasks flows blocks >/dev/null
+# Real film footage for the tests' corpus of real-world recordings (testkit/footage.py): OpenCV's
+# sample data from Debian's opencv-doc (Megamind.avi: a film clip, MPEG-4 Part 2 + AC3 in AVI).
+FOOTAGE=/usr/share/doc/opencv-doc/examples/data/Megamind.avi
+if [ ! -f "$FOOTAGE" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  for try in 1 2 3 4 5 6; do  # another apt may hold the dpkg lock for a while
+    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc; } >/dev/null; then
+      break
+    fi
+    sleep 20
+  done
+fi
+[ -f "$FOOTAGE" ] || echo "warning: $FOOTAGE is missing (apt-get install opencv-doc, as root)" >&2
 echo "better-loom is installed: .venv/bin/loom --help" >&2

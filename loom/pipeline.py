@@ -28,6 +28,7 @@ from loom.errors import InputError
 from loom.input_policy import InputPolicy
 from loom.links import browser_url, share_page_url
 from loom.lipsync.notice import warn_no_checkpoint
+from loom.media.concealment import Concealment
 from loom.media.patches import release
 from loom.prepared import PreparedTemplate
 from loom.recipients import check_row, recipient_key, render_line
@@ -41,7 +42,7 @@ log = logging.getLogger("loom")
 T_co = TypeVar("T_co", covariant=True)
 
 # Bump when prepare's outputs change meaning, so old prepared templates are not reused.
-PREPARE_CODE_VERSION = "4"
+PREPARE_CODE_VERSION = "5"
 
 
 class RecipientResult(BaseModel):
@@ -59,6 +60,9 @@ class RecipientResult(BaseModel):
     render: dict[str, object] = Field(default_factory=dict)
     lipsync_checkpoint: str | None = None
     warnings: list[str] = Field(default_factory=list)
+    concealed: list[Concealment] = Field(
+        default_factory=list, description="what decoding the damaged recording skipped (stream, time, count)"
+    )
     software_version: str = __version__
     seconds: float = 0.0
     poster_uri: str | None = None
@@ -168,24 +172,36 @@ def prepare_template(template: Template) -> PreparedTemplate:
         audio_uri=media.audio_uri,
         audio_sample_rate=media.audio_sample_rate,
         audio_channels=media.audio_channels,
+        concealed=media.concealed,
     )
-    for seg in template.visual_segments:
-        uri = storage.join(root, "tracks", f"{seg.id}.json")
-        track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
-        prepared.tracks[seg.id] = uri
-        prepared.qa.extend(track.warnings)
-        if getattr(plugins.visual_effect(seg.segment_type), "replaces_content", False):
-            # the original removed once per template, so recipients only draw their value over it
-            plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
-            prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
-    for seg in template.voice_segments:
-        if not seg.lipsync:
-            continue
-        first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
-        uri = storage.join(root, "faces", f"{seg.id}.json")
-        faces = detect_faces(prepared.working_video_uri, prepared.video, first, stop, uri)
-        prepared.faces[seg.id] = uri
-        prepared.qa.extend(faces.warnings)
+    prepared.qa.extend(c.line() for c in media.concealed)
+
+    def faces_of_voice_windows() -> list[tuple[str, str, list[str]]]:
+        found = []
+        for seg in template.voice_segments:
+            if not seg.lipsync:
+                continue
+            first, stop = prepared.segment_frames(seg.start_time, seg.end_time)
+            uri = storage.join(root, "faces", f"{seg.id}.json")
+            found.append((seg.id, uri, detect_faces(prepared.working_video_uri, prepared.video, first, stop, uri).warnings))
+        return found
+
+    # Faces and boxes are independent: the faces are found on a second thread while the boxes are
+    # tracked (OpenCV and the decoder release the GIL; prepare's wall time on two cores drops).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-faces") as pool:
+        faces_job = pool.submit(faces_of_voice_windows)
+        for seg in template.visual_segments:
+            uri = storage.join(root, "tracks", f"{seg.id}.json")
+            track = track_segment(prepared.working_video_uri, prepared.video, seg, uri)
+            prepared.tracks[seg.id] = uri
+            prepared.qa.extend(track.warnings)
+            if getattr(plugins.visual_effect(seg.segment_type), "replaces_content", False):
+                # the original removed once per template, so recipients only draw their value over it
+                plate_uri = storage.join(root, "plates", f"{seg.id}.npz")
+                prepared.clean_plates[seg.id] = make_clean_plate(prepared.working_video_uri, seg, track, plate_uri)
+        for seg_id, uri, warnings in faces_job.result():
+            prepared.faces[seg_id] = uri
+            prepared.qa.extend(warnings)
     storage.write_text(storage.join(root, "prepared.json"), prepared.model_dump_json(indent=2))
     return prepared
 
@@ -405,6 +421,7 @@ def publish(
         render=render,
         lipsync_checkpoint=checkpoint,
         warnings=warnings,
+        concealed=prepared.concealed,
         seconds=round(time.perf_counter() - started, 3),
         cost=cost.summary() if cost is not None else None,
         **shared,

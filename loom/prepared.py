@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from loom.media.concealment import Concealment
 from loom.media.probe import VideoInfo
 from loom.template import Template
 
@@ -30,6 +31,9 @@ class PreparedTemplate(BaseModel):
     )
     faces: dict[str, str] = Field(default_factory=dict, description="voice segment id -> face track JSON URI")
     qa: list[str] = Field(default_factory=list, description="warnings found while preparing")
+    concealed: list[Concealment] = Field(
+        default_factory=list, description="what decoding the damaged recording skipped (stream, time, count)"
+    )
 
     def segment_frames(self, start: float, end: float) -> tuple[int, int]:
         return self.video.frame_span(start, end)

@@ -34,7 +34,9 @@ def _template(video: Path, **extra: object) -> dict:
     return data
 
 
-def test_truncated_video_is_named_and_nothing_is_prepared(tmp_path: Path, loom_home: Path) -> None:
+def test_video_cut_before_its_index_is_named_and_nothing_is_prepared(tmp_path: Path, loom_home: Path) -> None:
+    """An MP4 whose index (moov, written last here) is lost has no decodable video at all: refused.
+    (One cut after its index is used up to its last decodable frame: test_real_footage.)"""
     clip = make_clip(tmp_path / "full.mp4", seconds=1.0, size=(160, 120))
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
@@ -53,6 +55,23 @@ def test_corrupt_video_is_named(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(InputError) as err:
         probe_video(str(bad))
     assert err.value.field == "base_video_path"
+
+
+def test_video_without_one_decodable_frame_is_named(tmp_path: Path, loom_home: Path) -> None:
+    """A well-formed MP4 whose every video packet is zeroed: probing works, decoding gives nothing."""
+    import av
+
+    clip = make_clip(tmp_path / "full.mp4", seconds=1.6, size=(160, 120), audio=False)
+    with av.open(str(clip)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    data = bytearray(clip.read_bytes())
+    for pos, size in spans:
+        data[pos : pos + size] = bytes(size)
+    zeroed = tmp_path / "zeroed.mp4"
+    zeroed.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        pipeline.prepare_template(parse_template(_template(zeroed)))
+    assert err.value.field == "base_video_path" and "no decodable video frame" in err.value.problem
 
 
 def test_missing_video_is_named(tmp_path: Path) -> None:

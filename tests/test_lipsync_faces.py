@@ -108,3 +108,35 @@ def test_missing_yunet_model_is_an_input_error(tmp_path) -> None:
 
     with pytest.raises(InputError, match="face_model"):
         face_detector(str(tmp_path / "absent.onnx"))
+
+
+class _SpuriousBoxes:
+    """The real Haar detector, plus what a real one sometimes returns: on the first detection frames
+    a false, larger box on the shirt below the face, and a sliver (implausible proportions)."""
+
+    name = "haar"
+
+    def __init__(self, spurious_calls: int = 2) -> None:
+        self.inner = HaarFaceDetector()
+        self.calls = 0
+        self.spurious_calls = spurious_calls
+
+    def detect(self, bgr: np.ndarray) -> list[tuple[float, float, float, float, float]]:
+        found = self.inner.detect(bgr)
+        self.calls += 1
+        if self.calls <= self.spurious_calls:
+            h, w = bgr.shape[:2]
+            found = [*found, (0.0, h - 100.0, 140.0, 100.0, 1.0), (w - 30.0, 0.0, 12.0, 80.0, 1.0)]
+        return found
+
+
+def test_false_detections_never_take_the_face_and_one_face_is_followed(face_clip, tmp_path) -> None:
+    """A larger false box next to the real face on the first frames is not chosen ("the largest box"
+    would pick it), implausible boxes are dropped, and the boxes of the window stay on the face."""
+    uri, info = face_clip
+    track = detect_faces(uri, info, 0, 18, str(tmp_path / "f.json"), detector=_SpuriousBoxes())
+    for i in range(18):
+        box, pos = track.box(i), head_position(i)
+        assert box is not None and pos is not None
+        assert pos[0] - 2 <= box.x1 and box.x2 <= pos[0] + HEAD + 2 and box.y1 >= pos[1] - 2, (i, box)
+    assert any("other face" in w for w in track.warnings)

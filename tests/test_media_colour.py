@@ -288,10 +288,11 @@ def test_full_range_clip_boxes_come_back_in_their_colour(full_range: Rendered) -
     assert_boxes(captured, "captured frame")
 
 
-@pytest.mark.xfail(strict=True, reason="full-range H.264 renders through the full re-encode, which writes an "
-                   "untagged stream (render.py _full) and converts only the patched frames (patch_frame's RGB branch)")
 def test_full_range_clip_keeps_its_tags_and_colours(full_range: Rendered) -> None:
-    """Every output frame, read as the output declares, looks like the source read as it declares."""
+    """Every output frame, read as the output declares, looks like the source read as it declares.
+    Full-range H.264 (FFmpeg's yuvj420p) is kept and spliced like any other 4:2:0 stream."""
+    assert not full_range.prepared.mezzanine
+    assert [r.mode for r in full_range.reports] == ["splice", "splice"]
     source = decoded(full_range.src)
     report = full_range.reports[0]
     with av.open(report.output_uri) as c:

@@ -260,3 +260,32 @@ def test_box_that_waits_then_moves(tmp_path: Path) -> None:
     assert not track.static
     err = centre_errors(track, centres)
     assert np.median(err) <= 4.0 and err.max() <= 10.0
+
+
+def test_after_a_cut_the_box_waits_for_its_mark_and_its_plate_is_that_shots(tmp_path: Path) -> None:
+    """Shot A holds the mark; shot B (another surface, no mark) is flagged throughout and gets no
+    plate; in shot C the mark is back elsewhere and is found again."""
+    from loom.visual.plates import make_clean_plate
+
+    w, h = SIZE
+    shots = []
+    for seed, centre, n in ((0, (120, 110), 12), (7, None, 10), (9, (210, 150), 12)):
+        surface = textured(w, h, seed)
+        if centre is not None:
+            plant_mark(surface, *centre)
+        shots += [surface.copy() for _ in range(n)]
+    video = write_mp4(tmp_path / "cuts.mp4", shots)
+    info = probe_video(str(video))
+    seg = box_segment((120 - MARK[0] / 2, 110 - MARK[1] / 2, *MARK), seconds=34 / 25)
+    track = track_segment(str(video), info, seg, str(tmp_path / "t.json"))
+    assert track.scene_cuts == [12, 22]
+    assert all(track.box_at(k) is None for k in range(12, 22))  # shot B: flagged, never drawn
+    found = [track.box_at(k) for k in range(22, 34)]
+    assert all(b is not None and abs(b[0] + b[2] / 2 - 210) < 3 and abs(b[1] + b[3] / 2 - 150) < 3 for b in found)
+
+    from loom.visual.plates import load_clean_plate
+
+    make_clean_plate(str(video), seg, track, str(tmp_path / "plate.npz"))
+    plate = load_clean_plate(str(tmp_path / "plate.npz"), seg.id, track)
+    assert plate is not None and set(range(12, 22)).isdisjoint(plate.frames)
+    assert set(range(22, 34)) <= set(plate.frames)  # found again: drawn, over a plate of its own shot

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import wave
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -19,6 +19,7 @@ import numpy as np
 
 from loom import storage
 from loom.edits import AudioInsert
+from loom.media.concealment import Concealment, ConcealmentLog, decode_concealed
 
 CROSSFADE_SECONDS = 0.02
 _AAC_RATES = (44100, 48000)
@@ -36,6 +37,7 @@ class PcmTrack:
     sample_rate: int
     channels: int
     samples: int
+    concealed: list[Concealment] = field(default_factory=list)
 
 
 class _WavWriter:
@@ -61,7 +63,9 @@ def extract_audio(video_uri: str, out_uri: str, video_start: float, duration: fl
     """Decode the first audio track once to a WAV aligned to the video (silence if there is none).
 
     Keeps the channel count; keeps 44.1/48 kHz, resamples any other rate to 48 kHz. Audio that
-    starts after the first video frame is padded with silence; audio before it is dropped.
+    starts after the first video frame is padded with silence; audio before it is dropped. A packet
+    the decoder refuses becomes silence of its length (the timeline is kept) and a track that ends
+    early is used up to its last decodable sample; both are listed in the track's ``concealed``.
     """
 
     with storage.local_path(video_uri) as path, av.open(str(path)) as container:
@@ -73,19 +77,25 @@ def extract_audio(video_uri: str, out_uri: str, video_start: float, duration: fl
         channels = channels if channels in _LAYOUTS else 2
         layout = channel_layout(channels)
         resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+        log = ConcealmentLog("audio")
         with storage.staged_output(out_uri, suffix=".wav") as target:
             writer = _WavWriter(target, rate, channels)
             skip = 0
-            started = False
+            origin: float | None = None  # the track's time of WAV sample 0
             try:
-                for frame in container.decode(stream):
-                    if not started:
-                        started = True
+                for frame in decode_concealed(container, stream, log):
+                    if origin is None:
+                        origin = video_start
                         offset = (frame.time if frame.time is not None else video_start) - video_start
                         if offset > 0:
                             writer.write(np.zeros((round(offset * rate), channels), np.int16))
                         else:
                             skip = round(-offset * rate)
+                    elif log.records and frame.time is not None:
+                        # after a skipped packet: silence up to where this frame belongs
+                        gap = round((frame.time - origin) * rate) - (writer.samples - skip)
+                        if gap > round(0.002 * rate):
+                            writer.write(np.zeros((gap, channels), np.int16))
                     for out in resampler.resample(frame):
                         block = out.to_ndarray().reshape(-1, channels)
                         if skip:
@@ -97,7 +107,7 @@ def extract_audio(video_uri: str, out_uri: str, video_start: float, duration: fl
             finally:
                 writer.close()
             samples = writer.samples
-    return PcmTrack(uri=out_uri, sample_rate=rate, channels=channels, samples=samples)
+    return PcmTrack(uri=out_uri, sample_rate=rate, channels=channels, samples=samples, concealed=log.records)
 
 
 def silent_wav(out_uri: str, seconds: float, rate: int = 48000, channels: int = 2) -> PcmTrack:

@@ -13,6 +13,7 @@ import av
 import numpy as np
 
 from loom import storage
+from loom.media.concealment import decode_concealed
 
 
 def read_frames(uri: str, first: int, stop: int, fmt: str = "rgb24") -> Iterator[tuple[int, np.ndarray]]:
@@ -56,7 +57,7 @@ def read_video_frames(
             if first > 0:
                 seek_pts = max(start_pts, target_pts - int(back / tb))
                 container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
-            frames = container.decode(stream)
+            frames = decode_concealed(container, stream)
             head = next((f for f in frames if f.pts is not None), None)
             if head is None:
                 return

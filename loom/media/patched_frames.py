@@ -32,8 +32,9 @@ def load_patches(patch_sets: list[PatchSetRef]) -> tuple[FramePatches, list[tupl
 
 def patch_frame(frame, patches: list):  # noqa: ANN001, ANN201
     """The frame with patches composited; pixels outside the patch boxes are the decoded original's."""
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        full = int(frame.color_range or 0) == 2  # AVCOL_RANGE_JPEG
+    if frame.format.name in ("yuv420p", "yuvj420p") and frame.width % 2 == 0 and frame.height % 2 == 0:
+        # AVCOL_RANGE_JPEG, or FFmpeg's full-range 4:2:0 format (yuvj420p) whatever its tag says
+        full = int(frame.color_range or 0) == 2 or frame.format.name == "yuvj420p"
         patch_yuv420p(*plane_views(frame), patches, frame.colorspace, full)
         return frame
     rgb = frame.to_ndarray(format="rgb24")

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import imageio_ffmpeg
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from loom import storage
 from loom.allocator import keep_freed_memory
 from loom.errors import InputError
 from loom.media import h264
 from loom.media.aac import aac_track_uri, encode_aac_track
-from loom.media.audio_mix import extract_audio
+from loom.media.audio_mix import PcmTrack, extract_audio
+from loom.media.concealment import Concealment, demux_readable, scan_video
 from loom.media.cut_plan import SpliceImpossible
 from loom.media.encode import MEZZANINE_CRF, mezzanine_x264_args, x264_profile
 from loom.media.probe import VideoInfo, probe_video
@@ -47,6 +49,7 @@ class PreparedMedia(BaseModel):
     audio_uri: str
     audio_sample_rate: int
     audio_channels: int
+    concealed: list[Concealment] = Field(default_factory=list)
 
 
 def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
@@ -63,7 +66,7 @@ def mezzanine_reason(info: VideoInfo, uri: str) -> str | None:
         return f"rotation metadata ({info.rotation} degrees)"
     if info.width % 2 or info.height % 2:
         return f"odd frame size {info.width}x{info.height}"
-    if info.pix_fmt != "yuv420p":
+    if info.pix_fmt not in ("yuv420p", "yuvj420p"):  # yuvj420p: full-range 4:2:0, which the spans keep
         return f"pixel format {info.pix_fmt} is not yuv420p"
     if x264_profile(info.profile) is None:
         return f"H.264 profile {info.profile} cannot be matched by the span encoder"
@@ -81,7 +84,7 @@ def _keyframes_are_idr(uri: str) -> bool:
             length_size = h264.AvcConfig.parse(stream.codec_context.extradata or b"").length_size
         except ValueError:
             return False
-        for packet in container.demux(stream):
+        for packet in demux_readable(container, stream):
             if packet.size and packet.is_keyframe and not h264.is_idr_packet(bytes(packet), length_size):
                 return False
     return True
@@ -96,15 +99,23 @@ def working_rate(info: VideoInfo) -> Fraction:
     return Fraction(rate).limit_denominator(1001)
 
 
-def make_mezzanine(source: VideoInfo, src_uri: str, cut_times: list[float], out_uri: str) -> VideoInfo:
-    """Encode the visually lossless H.264 working video with keyframes at every cut (ffmpeg binary)."""
+def make_mezzanine(
+    source: VideoInfo, src_uri: str, cut_times: list[float], out_uri: str, frames_lost: bool = False
+) -> VideoInfo:
+    """Encode the visually lossless H.264 working video with keyframes at every cut (ffmpeg binary).
+
+    ``frames_lost``: some video packets cannot be decoded; the timeline then follows the frames'
+    timestamps (the frame before a lost one is shown in its place) rather than their count.
+    """
 
     fps = working_rate(source)
     width, height = (source.height, source.width) if source.rotation in (90, 270) else (source.width, source.height)
-    if source.constant_frame_rate:
+    if source.constant_frame_rate and not (frames_lost and source.container != "avi"):
         # one output frame per decoded frame, renumbered: AVI's guessed timestamps (packed B-frames)
         # can be out of order or start late, while the decoder's output order is the display order
-        filters = [f"setpts=N*{fps.denominator}/({fps.numerator}*TB)", f"fps={fps.numerator}/{fps.denominator}"]
+        # (on a time base of one frame: N/(fps*TB) on the stream's own base, e.g. AVI's 125/2997, can
+        # round two frames onto one time and the fps filter then drops one)
+        filters = [f"settb={fps.denominator}/{fps.numerator}", "setpts=N", f"fps={fps.numerator}/{fps.denominator}"]
     else:  # variable frame rate: resample the timeline to a constant rate from the first frame
         filters = ["setpts=PTS-STARTPTS", f"fps={fps.numerator}/{fps.denominator}"]
     if width % 2 or height % 2:  # x264 4:2:0 needs even sizes: extend by one smeared row/column
@@ -157,21 +168,36 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
 
     keep_freed_memory()
     source = probe_video(base_video_uri)
-    reason = mezzanine_reason(source, base_video_uri)
-    if reason is None:
-        video, working = source, base_video_uri
-        missing = _cut_frames_without_idr(source, cut_times)
-        if missing:
-            log.info("planting IDR keyframes at frames %s of %s", missing, base_video_uri)
-            working = storage.join(root, "working.mp4")
-            video = plant_keyframes(source, base_video_uri, missing, working)
-    else:
-        log.info("making an H.264 mezzanine of %s: %s", base_video_uri, reason)
-        working = storage.join(root, "working.mp4")
-        video = make_mezzanine(source, base_video_uri, cut_times, working)
     video_start = _video_start(base_video_uri)
-    audio = extract_audio(base_video_uri, storage.join(root, "audio.wav"), video_start, video.duration)
-    encode_aac_track(audio.uri, aac_track_uri(audio.uri))  # recipients copy it outside their voice windows
+    wav_uri = storage.join(root, "audio.wav")
+
+    def audio_track(duration: float) -> PcmTrack:
+        track = extract_audio(base_video_uri, wav_uri, video_start, duration)
+        encode_aac_track(track.uri, aac_track_uri(track.uri))  # recipients copy it outside their voice windows
+        return track
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loom-audio") as pool:
+        # A recording's audio does not depend on its working video (the duration only sizes the
+        # silence of one without sound): decoded and encoded beside the video work.
+        audio_job = pool.submit(audio_track, source.duration) if source.has_audio else None
+        scan = scan_video(base_video_uri)  # refuses a recording without one decodable frame
+        damaged = bool(scan.concealed)
+        reason = mezzanine_reason(source, base_video_uri)
+        if damaged and reason is None:  # its packets cannot be copied: the working video is what FFmpeg decodes
+            reason = "damaged video: " + "; ".join(c.line() for c in scan.concealed)
+        if reason is None:
+            video, working = source, base_video_uri
+            missing = _cut_frames_without_idr(source, cut_times)
+            if missing:
+                log.info("planting IDR keyframes at frames %s of %s", missing, base_video_uri)
+                working = storage.join(root, "working.mp4")
+                video = plant_keyframes(source, base_video_uri, missing, working)
+        else:
+            log.info("making an H.264 mezzanine of %s: %s", base_video_uri, reason)
+            working = storage.join(root, "working.mp4")
+            lost = any(c.kind == "undecodable" for c in scan.concealed)
+            video = make_mezzanine(source, base_video_uri, cut_times, working, frames_lost=lost)
+        audio = audio_job.result() if audio_job is not None else audio_track(video.duration)
     return PreparedMedia(
         source=source,
         video=video,
@@ -181,6 +207,7 @@ def prepare_media(base_video_uri: str, cut_times: list[float], root: str) -> Pre
         audio_uri=audio.uri,
         audio_sample_rate=audio.sample_rate,
         audio_channels=audio.channels,
+        concealed=[*scan.concealed, *audio.concealed],
     )
 
 
@@ -194,12 +221,12 @@ def _video_start(uri: str) -> float:
     with storage.local_path(uri) as path, av.open(str(path)) as container:
         stream = container.streams.video[0]
         if container.format.name == "avi":
-            for packet in container.demux(stream):
+            for packet in demux_readable(container, stream):
                 if packet.dts is not None:
                     return float(packet.dts * stream.time_base)
             return 0.0
         first = None
-        for packet in container.demux(stream):
+        for packet in demux_readable(container, stream):
             if packet.pts is not None and packet.size:
                 first = packet.pts if first is None else min(first, packet.pts)
                 if packet.dts is not None and first is not None and packet.dts > first + 16 * (packet.duration or 1):

@@ -82,6 +82,8 @@ def probe_video(uri: str) -> VideoInfo:
     """Probe a recording. Reads every packet header once (no decoding) for keyframes and timing."""
     import av
 
+    from loom.media.concealment import demux_readable
+
     with storage.local_path(uri) as path:
         try:
             container = av.open(str(path))
@@ -95,7 +97,7 @@ def probe_video(uri: str) -> VideoInfo:
             audio = container.streams.audio[0] if container.streams.audio else None
             pts_list: list[int] = []
             key_pts: list[int] = []
-            for packet in container.demux(vs):
+            for packet in demux_readable(container, vs):  # a file cut short: up to its end
                 if packet.pts is None and packet.dts is None:
                     continue
                 if packet.size == 0:

@@ -12,6 +12,7 @@ import av
 from loom import storage
 from loom.edits import AudioInsert
 from loom.media.aac import recipient_audio
+from loom.media.concealment import decode_concealed
 from loom.media.encode import PRESET
 from loom.media.muxing import encoded_packets, interleave
 from loom.media.patched_frames import patch_frame
@@ -43,7 +44,7 @@ def reencode_video(
 
             def frames() -> Iterator[av.VideoFrame]:
                 count = 0
-                for frame in source.decode(vin):
+                for frame in decode_concealed(source, vin):
                     if count in patches:
                         frame = patch_frame(frame, patches[count])
                     if capture is not None and count in capture:

@@ -42,7 +42,8 @@ def _span_encoder(video: VideoInfo, stream, avcc):  # noqa: ANN001, ANN202
     free id and their parameter sets are added to the avcC record beside the stream's.
     """
     cc = stream.codec_context
-    if cc.pix_fmt != "yuv420p" or x264_profile(video.profile) is None:
+    # yuvj420p: FFmpeg's name for full-range 4:2:0; x264 takes it and writes the full-range flag
+    if cc.pix_fmt not in ("yuv420p", "yuvj420p") or x264_profile(video.profile) is None:
         raise SpliceImpossible(f"cannot match H.264 {video.profile} {cc.pix_fmt} with the span encoder")
     fps = Fraction(video.fps)
 

@@ -81,12 +81,23 @@ class SegmentCleaner:
         self.base = track.base_box
         self.pad, blur = (IMAGE_PAD, IMAGE_BLUR) if segment.segment_type == "image" else (TEXT_PAD, TEXT_BLUR)
         self.blur_pads = [tuple(abs(v) * blur for v in motion_at(track, i)) for i in range(track.first_frame, track.stop_frame)]
-        widest = (max((p[0] for p in self.blur_pads), default=0.0), max((p[1] for p in self.blur_pads), default=0.0))
-        self.cleaner = BoxCleaner(first_frame, self.base, background, self.pad, widest)
+        self.widest = (max((p[0] for p in self.blur_pads), default=0.0), max((p[1] for p in self.blur_pads), default=0.0))
+        self.background = background
+        self.cleaner = BoxCleaner(first_frame, self.base, background, self.pad, self.widest)
+        self.shot = 0
+
+    def _shot_of(self, index: int) -> int:
+        return sum(1 for cut in self.track.scene_cuts if cut <= index)
 
     def clean(self, frame: np.ndarray, index: int, box: Box) -> tuple[Patch | None, str]:
         """The crop around ``box`` with the original removed, its alpha the patch's feathered
         edge; None when the box lies wholly outside the frame."""
+        shot = self._shot_of(index)
+        if shot != self.shot:
+            # A plate belongs to one shot: where the box is found again in another, what lies
+            # around it there is learnt afresh from that shot's first frame with the box.
+            self.shot, self.base = shot, box
+            self.cleaner = BoxCleaner(frame, box, self.background, self.pad, self.widest)
         fh, fw = frame.shape[:2]
         g = geometry(box, self.base, fw, fh, self.pad, self.blur_pads[index - self.track.first_frame])  # type: ignore[arg-type]
         cx0, cy0, cx1, cy1 = g.crop

@@ -65,7 +65,11 @@ def _segments(prepared: PreparedTemplate) -> list[tuple[str, str, int, tuple[flo
         middle = (first + stop - 1) // 2
         box = None
         if seg.id in prepared.tracks and storage.exists(prepared.tracks[seg.id]):
-            box = load_track(prepared.tracks[seg.id]).box_at(middle)
+            track = load_track(prepared.tracks[seg.id])
+            # the edited frame nearest the middle: a flagged (unedited) one would show no change
+            found = [f for f in range(first, stop) if track.box_at(f) is not None]
+            middle = min(found, key=lambda f: (abs(f - middle), f)) if found else middle
+            box = track.box_at(middle)
         items.append((seg.start_time, seg.id, f"visual {seg.segment_type}", middle, box))
     items.sort(key=lambda t: (t[0], t[1]))
     return [t[1:] for t in items]

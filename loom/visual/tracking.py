@@ -1,12 +1,24 @@
 """Follow a visual segment's box through its frames, once per template.
 
 The segment names its box on its first frame. A box whose content barely changes is static and
-costs one decode pass with a cheap difference per frame. A moving box is followed by OpenCV's CSRT
-tracker, and every frame the box's first appearance is searched for near the tracker's answer
-(normalized cross-correlation at a few scales): a good match re-anchors the box, so the tracker
-cannot drift, and its score is the frame's confidence. Scene cuts trigger a search of the whole
-frame. Where confidence stays low the frame is flagged and never drawn on, and a warning names
-the frames. Positions are smoothed with a centred (zero-lag) filter, which an offline pass allows.
+costs one decode pass with a cheap difference per frame. How a box that changes is followed
+depends on what is in it:
+
+- A textured box (a logo, a name, a face) is followed by OpenCV's CSRT tracker, and every frame
+  the box's first appearance is searched for near the tracker's answer (normalized
+  cross-correlation at a few scales): a good match re-anchors the box, so the tracker cannot drift,
+  and its score is the frame's confidence. A position that does not match is never used.
+- A box with little texture (a plain wall, a dark background, a flat panel) gives a tracker
+  nothing to hold, and one would wander onto whatever textured thing comes near. It moves with
+  the camera instead: the frame's global motion, from corners followed by optical flow and fitted
+  with RANSAC (or it stays put when no motion is found), and each frame its content is compared
+  with its first appearance; where something else covers it the frame is flagged.
+
+After a scene cut the box belongs to another shot: its frames are flagged and left untouched until
+the original content is found again (a textured box by a whole-frame search, a plain one when the
+first shot comes back). Where confidence stays low the frame is flagged and never drawn on, and a
+warning names the frames. Positions are smoothed with a centred (zero-lag) filter, which an offline
+pass allows.
 """
 
 from __future__ import annotations
@@ -30,6 +42,12 @@ EXTRAPOLATED_CONFIDENCE = 0.5  # a box carried on by its motion as it leaves the
 LEAVING_SHARE = 0.25  # once this share of a box is out of frame, its motion carries it on
 LOST_SCORE = 0.4  # below it (and no trusted tracker answer) the frame is flagged
 CUT_CORRELATION = 0.4  # consecutive thumbnails correlating less than this mark a scene cut
+SAME_SHOT_CORRELATION = 0.8  # a later frame's thumbnail correlating this well with the first shot's is that shot
+TEXTURE_GRADIENT = 1.2  # mean gradient (grey levels per pixel, lightly blurred) under which a box is plain
+PLAIN_MATCH_DIFF = 20.0  # mean |difference| (0-255) of a plain box's blurred, zero-mean content from its first
+TEXTURE_RISE = 1.5  # a plain box whose texture grows past this multiple of its first (+0.3) is covered by something
+MOTION_WIDTH = 480  # the camera's motion is estimated on frames scaled to this width
+MIN_MOTION_INLIERS = 12
 SMOOTH_WINDOW = 7
 SCALES = (0.97, 1.0, 1.03)
 GLOBAL_SEARCH_WIDTH = 640  # frames are searched whole at this width (then refined at full size)
@@ -93,12 +111,73 @@ def _thumb(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (tw, max(1, int(round(h * tw / w)))), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _is_cut(a: np.ndarray, b: np.ndarray) -> bool:
-    """A new shot: the thumbnails neither correlate nor share their mean brightness."""
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """How alike two thumbnails are: their correlation (their mean brightness when both are flat)."""
     da, db = a - a.mean(), b - b.mean()
     den = float(np.sqrt((da * da).sum() * (db * db).sum()))
-    corr = float((da * db).sum() / den) if den > 1e-6 else (1.0 if abs(a.mean() - b.mean()) < 10 else 0.0)
-    return corr < CUT_CORRELATION
+    return float((da * db).sum() / den) if den > 1e-6 else (1.0 if abs(a.mean() - b.mean()) < 10 else 0.0)
+
+
+def _is_cut(a: np.ndarray, b: np.ndarray) -> bool:
+    """A new shot: the thumbnails neither correlate nor share their mean brightness."""
+    return _correlation(a, b) < CUT_CORRELATION
+
+
+def texture(gray: np.ndarray, box: Box) -> float:
+    """Mean gradient magnitude (grey levels per pixel) of the box, lightly blurred so that film
+    grain and sensor noise do not count as texture."""
+    region = _crop(gray, box).astype(np.float32)
+    if region.size < 16:
+        return 0.0
+    region = cv2.GaussianBlur(region, (0, 0), 1.0)
+    gx = cv2.Sobel(region, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(region, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.hypot(gx, gy).mean() / 8.0)
+
+
+def _signature(gray: np.ndarray, box: Box) -> np.ndarray | None:
+    """A plain box's content, blurred and reduced to 16 x 16 (None when the box is not wholly in view)."""
+    x, y, w, h = box
+    fh, fw = gray.shape
+    if x < -0.5 or y < -0.5 or x + w > fw + 0.5 or y + h > fh + 0.5:
+        return None
+    region = _crop(gray, box)
+    if region.size < 16:
+        return None
+    return cv2.resize(cv2.GaussianBlur(region, (0, 0), 2.0), (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+class CameraMotion:
+    """The frame's global motion from one frame to the next: corners of the previous frame followed
+    by pyramidal Lucas-Kanade optical flow, fitted with a similarity transform by RANSAC."""
+
+    def __init__(self, gray: np.ndarray) -> None:
+        self.f = min(1.0, MOTION_WIDTH / gray.shape[1])
+        self.prev = self._small(gray)
+
+    def _small(self, gray: np.ndarray) -> np.ndarray:
+        if self.f >= 1.0:
+            return gray
+        return cv2.resize(gray, (int(gray.shape[1] * self.f), int(gray.shape[0] * self.f)), interpolation=cv2.INTER_AREA)
+
+    def step(self, gray: np.ndarray) -> np.ndarray | None:
+        """The 2x3 transform (full-size pixels) taking the previous frame to this one, or None when
+        too few corners agree on one (a flat or blurred frame, or a scene mostly in motion)."""
+        small = self._small(gray)
+        prev, self.prev = self.prev, small
+        corners = cv2.goodFeaturesToTrack(prev, maxCorners=300, qualityLevel=0.01, minDistance=7, blockSize=7)
+        if corners is None or len(corners) < MIN_MOTION_INLIERS:
+            return None
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(prev, small, corners, None, winSize=(21, 21), maxLevel=3)
+        ok = status.reshape(-1) == 1
+        if ok.sum() < MIN_MOTION_INLIERS:
+            return None
+        matrix, inliers = cv2.estimateAffinePartial2D(corners[ok], moved[ok], method=cv2.RANSAC, ransacReprojThreshold=1.5)
+        if matrix is None or inliers is None or int(inliers.sum()) < max(MIN_MOTION_INLIERS, 0.4 * ok.sum()):
+            return None
+        matrix = matrix.astype(np.float64)
+        matrix[:, 2] /= self.f  # translation back to full-size pixels (rotation and scale are size-free)
+        return matrix
 
 
 def _subpixel(scores: np.ndarray, x: int, y: int) -> tuple[float, float]:
@@ -228,6 +307,12 @@ class BoxFollower:
         self.scale = 1.0
         self.velocity = (0.0, 0.0)
         self.reanchors = 0
+        self.first_texture = texture(gray, box)
+        self.textured = self.first_texture >= TEXTURE_GRADIENT and self.anchor.usable
+        self.first_signature = _signature(gray, box)
+        self.camera: CameraMotion | None = None
+        self.shot_thumb = self.prev_thumb  # the first shot's latest thumbnail
+        self.other_shot = False  # after a cut, until the original content is found again
 
     def _start_tracker(self, frame: np.ndarray, box: Box) -> None:
         self.tracker = _csrt()
@@ -243,51 +328,96 @@ class BoxFollower:
             region = _crop(gray, self.base).astype(np.float32)
             if not cut and region.shape == self.first_region.shape and float(np.mean(np.abs(region - self.first_region))) < STATIC_MEAN_DIFF:
                 self.prev_frame = frame
+                self.shot_thumb = thumb
                 return self.base, 1.0, False, False
             # The region changed: from here on follow it, starting where it was last seen.
             self.moving = True
-            self._start_tracker(self.prev_frame, self.base)
+            if self.textured:
+                self._start_tracker(self.prev_frame, self.base)
+            else:
+                self.camera = CameraMotion(_gray(self.prev_frame))
         self.prev_frame = frame
-        result = self._follow(frame, gray, cut)
+        if self.textured:
+            result = self._follow(frame, gray, cut)
+        else:
+            result = self._follow_camera(gray, thumb, cut)
         return (*result, cut)
 
+    def _follow_camera(self, gray: np.ndarray, thumb: np.ndarray, cut: bool) -> tuple[Box, float, bool]:
+        """A plain box: moved with the camera, and checked against its first appearance."""
+        assert self.camera is not None
+        motion = self.camera.step(gray)
+        if cut:
+            self.other_shot = True
+        if self.other_shot:
+            # another shot: flagged until the first one is back with the box's content in place
+            if _correlation(thumb, self.shot_thumb) < SAME_SHOT_CORRELATION:
+                return self.box, 0.0, True
+            self.other_shot = False
+            motion = None  # the shot changed twice: frame-to-frame motion says nothing; stay put
+        if motion is not None:
+            cx, cy = _centre(self.box)
+            nx, ny = motion @ np.array([cx, cy, 1.0])
+            zoom = float(np.sqrt(abs(np.linalg.det(motion[:, :2]))))
+            w, h = self.box[2] * zoom, self.box[3] * zoom
+            self._accept((float(nx - w / 2), float(ny - h / 2), w, h), 1.0, self.scale * zoom)
+        now = _signature(gray, self.box)
+        if now is None or self.first_signature is None:
+            return self.box, 0.0, True  # partly out of view: nothing to check it against
+        # Light and exposure may change a plain surface; something in front of it adds structure.
+        diff = float(np.mean(np.abs((now - now.mean()) - (self.first_signature - self.first_signature.mean()))))
+        covered = texture(gray, self.box) > max(TEXTURE_GRADIENT, TEXTURE_RISE * self.first_texture + 0.3)
+        confidence = max(0.0, 1.0 - diff / (2 * PLAIN_MATCH_DIFF))
+        if covered or diff > PLAIN_MATCH_DIFF:
+            return self.box, min(confidence, LOST_SCORE - 1e-3), True
+        self.shot_thumb = thumb
+        return self.box, confidence, False
+
     def _follow(self, frame: np.ndarray, gray: np.ndarray, cut: bool) -> tuple[Box, float, bool]:
+        if cut or self.other_shot:
+            # Another shot: the tracker's idea of the box belongs to the last one. Only the box's
+            # first appearance, found by a whole-frame search, brings the box back.
+            self.tracker = None
+            score, matched, scale = self._search_everywhere(frame)
+            if matched is None:
+                self.other_shot = True
+                return self.box, max(0.0, score), True
+            self.other_shot = False
+            self.reanchors += 1
+            self._start_tracker(frame, matched)
+            self.box, self.velocity = matched, (0.0, 0.0)
+            return self._accept(matched, score, scale)
         predicted = (self.box[0] + self.velocity[0], self.box[1] + self.velocity[1], self.box[2], self.box[3])
-        if not cut and self._leaving(predicted) and self._outside_share(predicted) > LEAVING_SHARE:
+        if self._leaving(predicted) and self._outside_share(predicted) > LEAVING_SHARE:
             # matching what is left in view is biased towards the frame: the motion is more exact
             if self.tracker is not None:
                 self.tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             return self._extrapolate(predicted)
         tracked: Box | None = None
-        if self.tracker is not None and not cut:
+        if self.tracker is not None:
             ok, raw = self.tracker.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             if ok:
                 tracked = tuple(float(v) for v in raw)  # type: ignore[assignment]
         # CSRT's answer is usually within a fraction of the box; the motion prediction less so
         near = (0.3 * self.box[2] + 8, 0.3 * self.box[3] + 8)
         wide = (0.6 * self.box[2] + 8 + abs(self.velocity[0]), 0.6 * self.box[3] + 8 + abs(self.velocity[1]))
-        if cut:
-            score, matched, scale = self._search_everywhere(frame)
-        else:
-            centre = _centre(tracked) if tracked is not None else _centre(predicted)
-            score, matched, scale = self.anchor.search(frame, centre, self.scale, near if tracked is not None else wide)
-            if score < ANCHOR_SCORE and tracked is not None:
-                # the tracker may be the one that is wrong: look around the motion prediction too
-                alt = self.anchor.search(frame, _centre(predicted), self.scale, wide)
-                if alt[0] > score:
-                    score, matched, scale = alt
-            if score < ANCHOR_SCORE and (tracked is None or score < LOST_SCORE):
-                # a jump too big for both (a scroll by a page, a whip pan): look everywhere
-                alt = self._search_everywhere(frame)
-                if alt[0] > score:
-                    score, matched, scale = alt
+        centre = _centre(tracked) if tracked is not None else _centre(predicted)
+        score, matched, scale = self.anchor.search(frame, centre, self.scale, near if tracked is not None else wide)
+        if score < ANCHOR_SCORE and tracked is not None:
+            # the tracker may be the one that is wrong: look around the motion prediction too
+            alt = self.anchor.search(frame, _centre(predicted), self.scale, wide)
+            if alt[0] > score:
+                score, matched, scale = alt
+        if score < ANCHOR_SCORE and (tracked is None or score < LOST_SCORE):
+            # a jump too big for both (a scroll by a page, a whip pan): look everywhere
+            alt = self._search_everywhere(frame)
+            if alt[0] > score:
+                score, matched, scale = alt
         if matched is not None and score >= ANCHOR_SCORE:
             if tracked is None or np.hypot(*np.subtract(_centre(tracked), _centre(matched))) > 0.15 * max(matched[2], matched[3]):
                 self.reanchors += 1
                 self._start_tracker(frame, matched)
             return self._accept(matched, score, scale)
-        if tracked is not None and not self.anchor.usable:
-            return self._accept(tracked, 0.6, self.scale)  # nothing to anchor on (flat box): trust CSRT
         if tracked is not None and score >= LOST_SCORE:
             return self._accept(tracked, score, self.scale)
         if self._leaving(predicted):
