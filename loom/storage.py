@@ -187,6 +187,16 @@ def list_dir(uri: str) -> list[str]:
 def file_digest(uri: str, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's content (streams; never loads it whole)."""
     digest = hashlib.sha256()
+    if _is_http(uri):  # a remote recording: streamed through the fetcher into the hash, never held
+        from loom.fetch import fetch_to
+
+        class _Sink:
+            def write(self, block: bytes) -> int:
+                digest.update(block)
+                return len(block)
+
+        fetch_to(str(uri), _Sink(), kind="video")  # type: ignore[arg-type]
+        return digest.hexdigest()
     with open_uri(uri, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)

@@ -487,6 +487,7 @@ def test_logos_sheets_and_remote_videos_all_refuse_a_redirect_inside(monkeypatch
             with pytest.raises(FetchError, match="loopback"):
                 with storage.local_path(f"http://{front}/base.mp4"):
                     pass
-            with pytest.raises(Exception, match="loopback"):
+            with pytest.raises(InputError, match="loopback") as err:
                 probe_video(f"http://{front}/base.mp4")
+            assert err.value.field == "base_video_path"
     assert internal.hits == []

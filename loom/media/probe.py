@@ -80,6 +80,15 @@ def _rotation(container: av.container.InputContainer, stream: av.video.stream.Vi
 
 def probe_video(uri: str) -> VideoInfo:
     """Probe a recording. Reads every packet header once (no decoding) for keyframes and timing."""
+    from loom.fetch import FetchError
+
+    try:
+        return _probe(uri)
+    except FetchError as exc:  # a remote recording the safe fetcher refused or could not read
+        raise InputError("base_video_path", f"cannot read {uri}: {exc.problem}", exc.fix) from None
+
+
+def _probe(uri: str) -> VideoInfo:
     import av
 
     from loom.media.concealment import demux_readable
