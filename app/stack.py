@@ -1,7 +1,8 @@
 """``loom up``: the whole local stack in one command.
 
 A Prefect server (SQLite in ``$PREFECT_HOME``) on 127.0.0.1, the work pools ``cpu`` and ``gpu``
-(process pools here; Cloud Run in production, see ``deployments/``), the deployments from
+(process pools here; Cloud Run in production, see ``deployments/``), the providers' global
+concurrency limits (``elevenlabs``, ``synclabs``, ``gpu-lipsync``), the deployments from
 ``prefect.yaml`` and one worker per pool. Ctrl-C or SIGTERM stops all of it. Tests start the same
 stack through ``LocalStack``.
 """
@@ -21,6 +22,7 @@ from types import TracebackType
 import httpx
 
 from loom.errors import InputError
+from loom.provider_slots import slots_in_environment
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POOLS = ("cpu", "gpu")
@@ -80,6 +82,7 @@ class LocalStack:
             self._spawn("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
             self.wait_healthy()
             self.create_pools()
+            self.create_provider_limits()
             self.deploy()
             for pool in POOLS:
                 self.start_worker(pool)
@@ -136,6 +139,19 @@ class LocalStack:
                 base = ProcessWorker.get_default_base_job_template()
                 resp = client.post("/work_pools/", json={"name": pool, "type": "process", "base_job_template": base})
                 resp.raise_for_status()
+
+    def create_provider_limits(self) -> dict[str, int]:
+        """The providers' global concurrency limits (``elevenlabs``, ``synclabs``, ``gpu-lipsync``),
+        sized by the stack's ``LOOM_TTS_CONCURRENCY`` ...; an existing one is resized to match."""
+        sizes = slots_in_environment(self.env)
+        with httpx.Client(base_url=self.api_url, timeout=30) as client:
+            for name, limit in sizes.items():
+                found = client.get(f"/v2/concurrency_limits/{name}")
+                if found.status_code == 404:
+                    client.post("/v2/concurrency_limits/", json={"name": name, "limit": limit}).raise_for_status()
+                elif found.raise_for_status().json()["limit"] != limit:
+                    client.patch(f"/v2/concurrency_limits/{name}", json={"limit": limit}).raise_for_status()
+        return sizes
 
     def deploy(self) -> None:
         """``prefect deploy --all`` from ``prefect.yaml`` in the project folder."""

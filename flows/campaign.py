@@ -22,10 +22,12 @@ from pydantic import BaseModel, Field
 from blocks import apply_configured_blocks
 from loom.campaign import plan_campaign
 from loom.pipeline import template_version
+from loom.provider_slots import ELEVENLABS, refusals
 from loom.template import load_template
 from tasks.artifacts import CampaignReporter, campaign_table, record_campaign_lineage
 from tasks.campaign_rows import make_batches, make_rows
 from tasks.prepare import prepare_template_fresh
+from tasks.provider_limits import use_orchestrator_slots
 
 # Hard ceiling on recipients made at once in one process; ``concurrency`` picks below it.
 MAX_CONCURRENCY = 16
@@ -40,6 +42,7 @@ class CampaignResult(BaseModel):
     output_dir: str
     counts: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
+    provider_refusals: int = Field(default=0, description="429s ElevenLabs still answered in this run (each retried)")
 
 
 @flow(name="campaign", task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENCY), log_prints=True)
@@ -60,6 +63,8 @@ def campaign(
 ) -> CampaignResult:
     """Make one video per sheet row (CSV/XLSX; local, gs:// or https://) and write the manifest."""
     apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
+    use_orchestrator_slots()  # speech calls take their slots from the server's provider limits
+    refused_before = refusals(ELEVENLABS)
     started = time.perf_counter()
     tpl = load_template(template)
     plan = plan_campaign(tpl, template_version(tpl), sheet, output_dir)
@@ -76,4 +81,5 @@ def campaign(
     report.close()
     campaign_table(plan, tpl.id, key)
     seconds = round(time.perf_counter() - started, 3)
-    return CampaignResult(manifest_uri=plan.manifest_uri, output_dir=plan.output_dir, counts=plan.counts(), seconds=seconds)
+    return CampaignResult(manifest_uri=plan.manifest_uri, output_dir=plan.output_dir, counts=plan.counts(), seconds=seconds,
+                          provider_refusals=refusals(ELEVENLABS) - refused_before)
