@@ -17,4 +17,12 @@ rm -rf better_loom.egg-info
 # An editable install leaves the project's modules uncompiled; where PYTHONDONTWRITEBYTECODE is set
 # (as in many containers) every `loom` process would compile them again (~0.3 s per start).
 .venv/bin/python -m compileall -q loom app tasks flows blocks >/dev/null
+# `loom up --postgres` (its benchmark and test) runs Debian's PostgreSQL: install it where missing.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "PostgreSQL is missing (for loom up --postgres): sudo apt-get install postgresql" >&2
+  fi
+fi
 echo "better-loom is installed: .venv/bin/loom --help" >&2

@@ -256,11 +256,19 @@ def serve(
 
 @app.command()
 @user_errors
-def up(port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200) -> None:
-    """Start the local stack: Prefect server, pools, deployments, workers. Ctrl-C stops it."""
+def up(
+    port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200,
+    postgres: Annotated[
+        bool, typer.Option("--postgres", help="Prefect's database on a local PostgreSQL (Debian's postgresql) instead of SQLite")
+    ] = False,
+    postgres_dir: Annotated[
+        str | None, typer.Option("--postgres-dir", help="PostgreSQL's data folder (default $PREFECT_HOME/postgres)")
+    ] = None,
+) -> None:
+    """Start the local stack: Prefect server, pools, provider limits, deployments, workers. Ctrl-C stops it."""
     from app.stack import run_stack
 
-    run_stack(port=port)
+    run_stack(port=port, postgres=postgres, postgres_dir=Path(postgres_dir) if postgres_dir else None)
 
 
 @app.command()

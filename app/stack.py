@@ -1,6 +1,7 @@
 """``loom up``: the whole local stack in one command.
 
-A Prefect server (SQLite in ``$PREFECT_HOME``) on 127.0.0.1, the work pools ``cpu`` and ``gpu``
+A Prefect server (SQLite in ``$PREFECT_HOME``, or with ``--postgres`` PostgreSQL in a data folder of
+its own: ``app.local_postgres``) on 127.0.0.1, the work pools ``cpu`` and ``gpu``
 (process pools here; Cloud Run in production, see ``deployments/``), the providers' global
 concurrency limits (``elevenlabs``, ``synclabs``, ``gpu-lipsync``), the deployments from
 ``prefect.yaml`` and one worker per pool. Ctrl-C or SIGTERM stops all of it. Tests start the same
@@ -21,6 +22,7 @@ from types import TracebackType
 
 import httpx
 
+from app.local_postgres import LocalPostgres, default_data_dir
 from loom.errors import InputError
 from loom.provider_slots import slots_in_environment
 
@@ -52,7 +54,10 @@ def _prefect_cli() -> list[str]:
 class LocalStack:
     """Server, pools, deployments and workers as child processes; ``stop`` ends them all."""
 
-    def __init__(self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None,
+        postgres: bool = False, postgres_dir: Path | None = None,
+    ) -> None:
         if not 1 <= port <= 65535:
             raise InputError("port", f"{port} is not a TCP port", "use 1024-65535")
         self.port = port
@@ -72,6 +77,10 @@ class LocalStack:
         )
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.postgres: LocalPostgres | None = None
+        if postgres:
+            home = Path(self.env.get("PREFECT_HOME") or Path.home() / ".prefect")
+            self.postgres = LocalPostgres(postgres_dir or default_data_dir(home), free_port())
 
     # -- lifecycle
 
@@ -79,6 +88,9 @@ class LocalStack:
         if not port_is_free(self.port):
             raise InputError("port", f"{self.port} is already in use", "pick another with --port")
         try:
+            if self.postgres is not None:
+                self.postgres.start()
+                self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.postgres.url
             self._spawn("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
             self.wait_healthy()
             self.create_pools()
@@ -179,6 +191,8 @@ class LocalStack:
                 _signal_tree(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.processes.clear()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -226,9 +240,9 @@ def _signal_tree(pid: int, sig: int) -> None:
             pass
 
 
-def run_stack(port: int = 4200) -> None:
+def run_stack(port: int = 4200, postgres: bool = False, postgres_dir: Path | None = None) -> None:
     """Start the local stack, print the UI URL and block until Ctrl-C or SIGTERM, then stop it all."""
-    stack = LocalStack(port=port)
+    stack = LocalStack(port=port, postgres=postgres, postgres_dir=postgres_dir)
     stopping = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -236,7 +250,8 @@ def run_stack(port: int = 4200) -> None:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"starting Prefect on {stack.ui_url} (pools: {', '.join(POOLS)})", file=sys.stderr)
+        database = f"PostgreSQL in {stack.postgres.data_dir}" if stack.postgres else "SQLite"
+        print(f"starting Prefect on {stack.ui_url} ({database}; pools: {', '.join(POOLS)})", file=sys.stderr)
         stack.start()
         print("deployments: personalize-recipient, campaign, wav2lip; Ctrl-C stops the stack", file=sys.stderr)
         print(stack.ui_url, flush=True)
