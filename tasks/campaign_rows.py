@@ -3,7 +3,7 @@ run, a batch of rows as a child run on the CPU pool (``make-batch-on-pool``), an
 plan over them.
 
 Speech and rendering are separate stages: a row's lines are spoken first, by as many rows as the
-provider has slots (plus one waiting), each call holding a slot of the provider's global limit
+provider has slots, each call holding a slot of the provider's global limit
 (shared with every other run and worker); then its video is made, ``concurrency`` rows at a time.
 So rendering overlaps the wait for speech, and the provider sees no more calls than it allows
 however many campaigns run.
@@ -32,7 +32,6 @@ from pydantic import BaseModel
 from blocks import apply_configured_blocks
 from loom import pipeline
 from loom.campaign import CampaignEntry, CampaignPlan, failure_line, read_manifest_statuses
-from loom.edits import AudioInsert
 from loom.prepared import PreparedTemplate
 from loom.provider_slots import ELEVENLABS, slots_configured
 from tasks.provider_limits import use_orchestrator_slots
@@ -52,7 +51,7 @@ class RowOutcome(BaseModel):
 @task(name="make-recipient", task_run_name="row-{number}")
 def make_recipient(
     template: str, prepared: PreparedTemplate, number: int, values: dict[str, str], output_uri: str, flow_run_per_row: bool = False,
-    spoken: dict[str, AudioInsert] | None = None,
+    spoken: bool = False,
 ) -> RowOutcome:
     """One row: the recipient's steps as tasks of this campaign run (or, with ``flow_run_per_row``, as
     a ``personalize-recipient`` subflow run). Its failure is recorded, never raised."""
@@ -74,17 +73,19 @@ def make_recipient(
 
 
 @task(name="speak-row", task_run_name="speak-row-{number}", **network_retry_options())
-def speak_row(prepared: PreparedTemplate, number: int, values: dict[str, str]) -> dict[str, AudioInsert]:
-    """Every voice line of one row, spoken and fitted (segment id -> line); each call to the
-    provider holds one of its slots (``tasks.provider_limits``), so rows wait for a slot here."""
+def speak_row(prepared: PreparedTemplate, number: int, values: dict[str, str]) -> list[str]:
+    """Every voice line of one row spoken into the speech cache (``pipeline.speak_line``; their
+    cache keys); each call to the provider holds one of its slots (``tasks.provider_limits``), so
+    rows wait for a slot here. Fitting the lines is the render's (local work)."""
     resolved, _ = pipeline.resolve_recipient(prepared.template, prepared, values)
-    return {seg.id: pipeline.voice_line(prepared, seg, resolved) for seg in prepared.template.voice_segments}
+    return [pipeline.speak_line(prepared, seg, resolved) for seg in prepared.template.voice_segments]
 
 
 def speech_workers(rows: int) -> int:
-    """Rows speaking at once in this run: one more than the provider's slots, so a slot given back
-    finds a row already asking; more would only poll the server for slots that are not there."""
-    return max(1, min(rows, slots_configured(ELEVENLABS) + 1))
+    """Rows speaking at once in this run: the provider's slots. More would not speak sooner: this
+    process asks the server for a slot one request at a time, and a refused request waits out the
+    server's Retry-After at the head of that queue."""
+    return max(1, min(rows, slots_configured(ELEVENLABS)))
 
 
 def make_rows(
@@ -125,7 +126,7 @@ def make_rows(
                     make_recipient,
                     parameters={"template": template, "prepared": prepared, "number": entry.row.number,
                                 "values": entry.row.values, "output_uri": entry.output_uri,
-                                "flow_run_per_row": flow_run_per_row, "spoken": result},
+                                "flow_run_per_row": flow_run_per_row, "spoken": True},
                 )
                 made.add_done_callback(when_done("made", entry))
             else:
@@ -147,6 +148,41 @@ def make_batch_on_pool(template: str, sheet: str, output_dir: str, rows: list[in
         name = run.state.name if run.state else "unknown"
         return RowOutcome(number=rows[0], status="failed", error=f"batch run {run.name} ended {name}")
     return None
+
+
+# A child run costs seconds before its first row (a worker's poll, a process, the imports, the
+# template's files): a batch smaller than this is not worth one.
+MIN_BATCH_ROWS = 50
+# Child runs at once when the pool sets no concurrency limit of its own.
+DEFAULT_POOL_RUNS = 4
+
+
+def pool_capacity() -> int | None:
+    """Child campaign runs the CPU pool takes at once: its concurrency limit less the parent's own
+    run (None: the pool sets no limit)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_deployment_by_name(CAMPAIGN_DEPLOYMENT).work_pool_name
+        except ObjectNotFound:
+            return 0  # no campaign deployment on this server: nothing to run batches on
+        limit = client.read_work_pool(pool).concurrency_limit if pool else None
+    return None if limit is None else limit - 1
+
+
+def batch_rows(rows: int, capacity: int | None, batch_size: int | None) -> int:
+    """Rows per child run: as asked, or the rows spread over the runs the pool takes at once, never
+    fewer than ``MIN_BATCH_ROWS`` (0: not worth scaling out, or the pool has no room beside the parent)."""
+    runs = DEFAULT_POOL_RUNS if capacity is None else capacity
+    if runs < 1:
+        return 0
+    if batch_size:
+        return batch_size
+    if rows < 2 * MIN_BATCH_ROWS:
+        return 0
+    return max(MIN_BATCH_ROWS, -(-rows // runs))
 
 
 def make_batches(
