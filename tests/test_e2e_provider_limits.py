@@ -5,6 +5,10 @@ refuses a fourth concurrent call."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -71,3 +75,30 @@ def test_two_campaigns_share_the_providers_three_slots_and_meet_no_refusal(prefe
     assert peak == SLOTS
     with api(prefect_stack) as client:
         assert client.get("/v2/concurrency_limits/elevenlabs").json()["active_slots"] == 0  # every slot given back
+
+
+def test_loom_up_postgres_runs_the_server_on_a_postgresql_of_its_own() -> None:
+    """``LocalStack(postgres=True)`` (``loom up --postgres``): the deployments and the provider limits
+    are rows of a PostgreSQL cluster in its own folder, which stops with the stack."""
+    from app.local_postgres import DB_NAME, DB_USER, postgres_bin
+    from app.stack import LocalStack, free_port
+
+    root = Path(tempfile.mkdtemp(prefix="loom-pg-"))
+    os.chmod(root, 0o755)  # as root, PostgreSQL runs as the postgres user, who must reach its folder
+    env = {"PREFECT_HOME": str(root / "prefect-home"), "LOOM_HOME": str(root / "loom-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "LOOM_TTS_CONCURRENCY": "5"}  # fmt: skip
+    stack = LocalStack(port=free_port(), env=env, log_dir=root / "logs", postgres=True, postgres_dir=root / "pg")
+    try:
+        with stack:
+            assert stack.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+            query = [postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U", DB_USER, "-d", DB_NAME, "-tAc"]
+            names = subprocess.run([*query, "SELECT name FROM deployment ORDER BY name"], capture_output=True, text=True, check=True)
+            assert names.stdout.split() == ["campaign", "personalize-recipient", "wav2lip"]
+            limits = subprocess.run([*query, "SELECT name, \"limit\" FROM concurrency_limit_v2 ORDER BY name"],
+                                    capture_output=True, text=True, check=True)  # fmt: skip
+            assert limits.stdout.split() == ["elevenlabs|5", "gpu-lipsync|1", "synclabs|3"]
+            assert not (root / "prefect-home" / "prefect.db").exists()  # not SQLite
+        assert not (root / "pg" / "postmaster.pid").exists()  # stopped with the stack
+    finally:
+        stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
