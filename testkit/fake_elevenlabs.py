@@ -61,6 +61,7 @@ class Fault:
     body: dict
     headers: dict[str, str] = field(default_factory=dict)
     path_contains: str = ""
+    text_contains: str = ""  # only a request whose JSON text holds this (one recipient's line)
     delay_s: float = 0.0  # answer this late (a hung service); status 0 = then answer normally
 
 
@@ -181,10 +182,10 @@ class FakeElevenLabs:
 
     # faults
     def fail_next(self, status: int, body: dict | None = None, headers: dict[str, str] | None = None,
-                  times: int = 1, path_contains: str = "") -> None:  # fmt: skip
+                  times: int = 1, path_contains: str = "", text_contains: str = "") -> None:  # fmt: skip
         body = body or {"detail": {"status": "error", "message": f"fake failure {status}"}}
         with self._lock:
-            self.faults.extend(Fault(status, body, dict(headers or {}), path_contains) for _ in range(times))
+            self.faults.extend(Fault(status, body, dict(headers or {}), path_contains, text_contains) for _ in range(times))
 
     def hang_next(self, seconds: float, times: int = 1) -> None:
         """Answer the next requests only after ``seconds`` (clients with a shorter timeout give up)."""
@@ -292,7 +293,8 @@ class FakeElevenLabs:
             def _fault(self, rec: Recorded) -> bool:
                 with fake._lock:
                     for i, fault in enumerate(fake.faults):
-                        if fault.path_contains in rec.path:
+                        said = str((rec.json or {}).get("text", ""))
+                        if fault.path_contains in rec.path and fault.text_contains in said:
                             del fake.faults[i]
                             break
                     else:

@@ -89,9 +89,10 @@ def test_a_failing_voice_request_fails_only_its_recipient(loom_home: Path, use_s
     template = write_template(tmp_path / "tpl")
     sheet = write_sheet(tmp_path / "sheet.csv", [ROWS[0], ROWS[1], ROWS[3]])
     out = tmp_path / "out"
-    # The first speech request is refused for good (quota): with one recipient at a time that is row 1's.
+    # Row 1's speech request is refused for good (quota).
     cloned_voice.fail_next(
-        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}}, path_contains="text-to-speech"
+        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}},
+        path_contains="text-to-speech", text_contains="Ada",
     )
     result, _ = _campaign(template, sheet, out, concurrency=1)
     by_row = {int(r["row"]): r for r in read_manifest(out / "manifest.csv")}
