@@ -45,7 +45,7 @@ class CampaignResult(BaseModel):
     output_dir: str
     counts: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0
-    provider_refusals: int = Field(default=0, description="429s ElevenLabs still answered in this run (each retried)")
+    provider_refusals: int = Field(default=0, description="429s ElevenLabs still answered to this run's process (each retried)")
 
 
 @flow(name="campaign", task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENCY), log_prints=True)
@@ -77,9 +77,10 @@ def campaign(
     key = None if rows else "campaign"  # the UI's campaign artifacts are the parent's
     report = CampaignReporter(plan, f"{tpl.id}: {sheet}", key)
     prepared = prepare_template_fresh(tpl) if plan.to_make else None  # once, before the fan-out
-    per_batch = batch_rows(len(plan.to_make), pool_capacity(), batch_size) if scale_out and not rows and plan.to_make else 0
-    if scale_out and not rows and not per_batch:
-        print(f"not scaling out: {len(plan.to_make)} rows to make are too few for child runs (or the pool has no room beside this run)")
+    scaled = scale_out and not rows and bool(plan.to_make)  # a batch never scales out again
+    per_batch = batch_rows(len(plan.to_make), pool_capacity(), batch_size) if scaled else 0
+    if scaled and not per_batch:
+        print(f"not scaling out: {len(plan.to_make)} rows are too few for child runs, or the pool has no room beside this run")
     if per_batch:
         make_batches(plan, template, sheet, concurrency, per_batch, on_row=report.row_settled)
     elif prepared is not None:
