@@ -338,13 +338,20 @@ def serve(
 def up(
     port: Annotated[int, typer.Option("--port", help="Prefect server port")] = 4200,
     web_port: Annotated[int, typer.Option("--web-port", help="Port of the web server: jobs API, media links, share and campaign pages")] = 8080,
+    postgres: Annotated[
+        bool, typer.Option("--postgres", help="Prefect's database on a local PostgreSQL (Debian's postgresql) instead of SQLite")
+    ] = False,
+    postgres_dir: Annotated[
+        str | None, typer.Option("--postgres-dir", help="PostgreSQL's data folder (default $PREFECT_HOME/postgres)")
+    ] = None,
 ) -> None:
-    """Start the local stack: Prefect server, pools, deployments, workers and the web server. Ctrl-C stops it."""
+    """Start the local stack: Prefect server, pools, provider limits, deployments, workers and the web
+    server. Ctrl-C stops it."""
     _check_port(port)
     _check_port(web_port, "--web-port")
     from app.stack import run_stack
 
-    run_stack(port=port, web_port=web_port)
+    run_stack(port=port, web_port=web_port, postgres=postgres, postgres_dir=Path(postgres_dir) if postgres_dir else None)
 
 
 @app.command("revoke-share")

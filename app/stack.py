@@ -1,11 +1,12 @@
 """``loom up``: the whole local stack in one command.
 
-A Prefect server (SQLite in ``$PREFECT_HOME``) on 127.0.0.1, the work pools ``cpu`` and ``gpu``
-(process pools here; Cloud Run in production, see ``deployments/``), the deployments from
-``prefect.yaml``, one worker per pool, and the web server (``loom serve``: the jobs API, signed
-media links, share and campaign pages) whose address the workers put in every link they write
-(``LOOM_PUBLIC_URL``). Ctrl-C or SIGTERM stops all of it. Tests start the same stack through
-``LocalStack``.
+A Prefect server (SQLite in ``$PREFECT_HOME``, or with ``--postgres`` PostgreSQL in a data folder of
+its own: ``app.local_postgres``) on 127.0.0.1, the work pools ``cpu`` and ``gpu`` (process pools
+here; Cloud Run in production, see ``deployments/``), the providers' global concurrency limits
+(``elevenlabs``, ``synclabs``, ``gpu-lipsync``), the deployments from ``prefect.yaml``, one worker
+per pool, and the web server (``loom serve``: the jobs API, signed media links, share and campaign
+pages, the studio) whose address the workers put in every link they write (``LOOM_PUBLIC_URL``).
+Ctrl-C or SIGTERM stops all of it. Tests start the same stack through ``LocalStack``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from types import TracebackType
 
 import httpx
 
+from app.local_postgres import LocalPostgres, default_data_dir
 from loom.errors import InputError
+from loom.provider_slots import slots_in_environment
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POOLS = ("cpu", "gpu")
@@ -57,7 +60,8 @@ class LocalStack:
     """Server, pools, deployments and workers as child processes; ``stop`` ends them all."""
 
     def __init__(
-        self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None, web_port: int | None = None
+        self, port: int = 4200, env: dict[str, str] | None = None, log_dir: Path | None = None, web_port: int | None = None,
+        postgres: bool = False, postgres_dir: Path | None = None,
     ) -> None:
         for name, value in (("port", port), ("web-port", web_port)):
             if value is not None and not 1 <= value <= 65535:
@@ -83,6 +87,10 @@ class LocalStack:
         )
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.postgres: LocalPostgres | None = None
+        if postgres:
+            home = Path(self.env.get("PREFECT_HOME") or Path.home() / ".prefect")
+            self.postgres = LocalPostgres(postgres_dir or default_data_dir(home), free_port())
 
     # -- lifecycle
 
@@ -92,11 +100,15 @@ class LocalStack:
         if not port_is_free(self.web_port):
             raise InputError("web-port", f"{self.web_port} is already in use", "pick another with --web-port")
         try:
+            if self.postgres is not None:
+                self.postgres.start()
+                self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.postgres.url
             self._spawn("server", ["server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
             self._spawn("web", ["serve", "--host", "127.0.0.1", "--port", str(self.web_port)], command=_loom_cli())
             self.wait_healthy()
             self.wait_web()
             self.create_pools()
+            self.create_provider_limits()
             self.deploy()
             for pool in POOLS:
                 self.start_worker(pool)
@@ -167,6 +179,19 @@ class LocalStack:
                 resp = client.post("/work_pools/", json={"name": pool, "type": "process", "base_job_template": base})
                 resp.raise_for_status()
 
+    def create_provider_limits(self) -> dict[str, int]:
+        """The providers' global concurrency limits (``elevenlabs``, ``synclabs``, ``gpu-lipsync``),
+        sized by the stack's ``LOOM_TTS_CONCURRENCY`` ...; an existing one is resized to match."""
+        sizes = slots_in_environment(self.env)
+        with httpx.Client(base_url=self.api_url, timeout=30) as client:
+            for name, limit in sizes.items():
+                found = client.get(f"/v2/concurrency_limits/{name}")
+                if found.status_code == 404:
+                    client.post("/v2/concurrency_limits/", json={"name": name, "limit": limit}).raise_for_status()
+                elif found.raise_for_status().json()["limit"] != limit:
+                    client.patch(f"/v2/concurrency_limits/{name}", json={"limit": limit}).raise_for_status()
+        return sizes
+
     def deploy(self) -> None:
         """``prefect deploy --all`` from ``prefect.yaml`` in the project folder."""
         result = subprocess.run(
@@ -193,6 +218,8 @@ class LocalStack:
                 _signal_tree(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.processes.clear()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -240,9 +267,9 @@ def _signal_tree(pid: int, sig: int) -> None:
             pass
 
 
-def run_stack(port: int = 4200, web_port: int = 8080) -> None:
+def run_stack(port: int = 4200, web_port: int = 8080, postgres: bool = False, postgres_dir: Path | None = None) -> None:
     """Start the local stack, print the UI URL and block until Ctrl-C or SIGTERM, then stop it all."""
-    stack = LocalStack(port=port, web_port=web_port)
+    stack = LocalStack(port=port, web_port=web_port, postgres=postgres, postgres_dir=postgres_dir)
     stopping = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:
@@ -250,7 +277,8 @@ def run_stack(port: int = 4200, web_port: int = 8080) -> None:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"starting Prefect on {stack.ui_url} (pools: {', '.join(POOLS)})", file=sys.stderr)
+        database = f"PostgreSQL in {stack.postgres.data_dir}" if stack.postgres else "SQLite"
+        print(f"starting Prefect on {stack.ui_url} ({database}; pools: {', '.join(POOLS)})", file=sys.stderr)
         stack.start()
         print("deployments: personalize-recipient, campaign, wav2lip; Ctrl-C stops the stack", file=sys.stderr)
         print(f"videos, share pages and campaign pages: {stack.web_url} (jobs API docs at {stack.web_url}/docs)", file=sys.stderr)

@@ -13,6 +13,7 @@ import os
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from loom.settings import configure
 from loom.voice.config import (
     DEFAULT_BASE_URL,
     ElevenLabsConfig,
@@ -42,6 +43,11 @@ class ElevenLabsCredentials(Block):
     speed: float = Field(default=1.0, ge=0.7, le=1.2, description="Speaking rate the service applies.")
     timeout_s: float = Field(default=60.0, gt=0, le=600, description="Per-request timeout in seconds.")
     max_attempts: int = Field(default=5, ge=1, le=10, description="Tries per request on 429/5xx, counting the first.")
+    concurrency: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Requests in flight at once for this account, across every run and worker (the plan's "
+        "concurrency); sizes the `elevenlabs` global concurrency limit. Unset: LOOM_TTS_CONCURRENCY.",
+    )
 
     def elevenlabs_config(self) -> ElevenLabsConfig:
         return ElevenLabsConfig(
@@ -66,8 +72,10 @@ class ElevenLabsCredentials(Block):
 
     def apply(self) -> None:
         """Hand this account to the engine in this process (over ``ELEVENLABS_*``; the environment is
-        not touched)."""
+        not touched); its ``concurrency``, when set, sizes the provider's slots."""
         use_elevenlabs(self.elevenlabs_config())
+        if self.concurrency is not None:
+            configure(tts_concurrency=self.concurrency)
 
 
 def apply_elevenlabs_block() -> bool:

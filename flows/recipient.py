@@ -16,6 +16,7 @@ from loom.pipeline import RecipientResult
 from loom.recipients import check_row
 from loom.template import load_template
 from tasks.prepare import prepare_template_fresh
+from tasks.provider_limits import use_orchestrator_slots
 from tasks.recipient_steps import TaskSteps
 
 # Voice lines and visual segments of one recipient at once; a campaign multiplies this by its
@@ -27,6 +28,7 @@ SEGMENT_WORKERS = 4
 def personalize_recipient(template: str, data: dict[str, str], output: str | None = None) -> RecipientResult:
     """Make one recipient's video from a template (id or path) and a row of placeholder values."""
     apply_configured_blocks()  # deployed runs: blocks named in the environment configure the engine
+    use_orchestrator_slots()  # speech calls take their slots from the server's provider limits
     pipeline.check_configured_backend()
     tpl = load_template(template)
     check_row(tpl, data)  # bad input fails before any expensive work

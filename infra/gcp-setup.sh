@@ -5,6 +5,8 @@
 #     infra/gcp-setup.sh [--gpu-backend cloud-run|vertex] [--dry-run]
 #
 # Safe to re-run: every step checks before it creates. --dry-run prints the commands instead.
+# LOOM_TTS_CONCURRENCY (ElevenLabs), LOOM_SYNCLABS_CONCURRENCY and LOOM_GPU_LIPSYNC_CONCURRENCY size
+# the providers' global concurrency limits (defaults 3, 3, 1).
 set -euo pipefail
 
 PROJECT="${PROJECT:?set PROJECT to the GCP project id}"
@@ -19,7 +21,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --gpu-backend) GPU_BACKEND="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +90,20 @@ else
   render "$ROOT/deployments/cloud-run-v2-gpu.json" "$TMP/gpu.json"
   run prefect work-pool create gpu --type cloud-run-v2 --base-job-template "$TMP/gpu.json" --overwrite
 fi
+
+echo "== provider limits"
+# Global concurrency limits every run on every worker takes its provider slots from: size them
+# to the accounts' plans (ElevenLabs: Free 2, Starter 3, Creator 5, Pro 10 concurrent requests).
+provider_limit() {  # provider_limit NAME SIZE: create, or resize an existing one
+  if [[ "$DRY_RUN" == 0 ]] && prefect gcl inspect "$1" >/dev/null 2>&1; then
+    run prefect gcl update "$1" --limit "$2"
+  else
+    run prefect gcl create "$1" --limit "$2"
+  fi
+}
+provider_limit elevenlabs "${LOOM_TTS_CONCURRENCY:-3}"
+provider_limit synclabs "${LOOM_SYNCLABS_CONCURRENCY:-3}"
+provider_limit gpu-lipsync "${LOOM_GPU_LIPSYNC_CONCURRENCY:-1}"
 
 echo "== blocks"
 run prefect block register -m blocks

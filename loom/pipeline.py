@@ -243,6 +243,16 @@ def line_dir(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str
     return storage.join(prepared.root, "voice", segment.id, line_key(prepared, segment, values)[:24])
 
 
+def speak_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> str:
+    """The provider's half of ``voice_line``: the recipient's line spoken (one request, or the speech
+    cache) and kept in the speech cache, not fitted; returns its cache key. A campaign runs this for
+    its rows at the pace the provider allows, apart from the local work."""
+    from loom.voice.speech import synthesize_line  # loads the voice provider only when a line is spoken
+
+    _, spoken = render_line(segment.template_text, values)
+    return synthesize_line(spoken, prepared.template.voice_id).cache_key
+
+
 def voice_line(prepared: PreparedTemplate, segment: VoiceSegment, values: dict[str, str]) -> AudioInsert:
     """Speak the line with the recipient's values and fit it into the segment's window."""
     # imported when a line is spoken (~0.1 s): planning, checking and the jobs API do not load them

@@ -44,6 +44,17 @@ class LoomSettings(BaseSettings):
     cache_mb: int = Field(
         default=4096, ge=0, description="Most disk this machine's caches may use, in MiB; 0 switches them off."
     )
+    tts_concurrency: int = Field(
+        default=3, ge=1, le=1000,
+        description="ElevenLabs requests in flight at once, across every run and worker (the plan's concurrency: "
+        "Free 2, Starter 3, Creator 5, Pro 10); `loom up` and infra/gcp-setup.sh size the `elevenlabs` limit with it.",
+    )
+    synclabs_concurrency: int = Field(
+        default=3, ge=1, le=1000, description="Sync Labs generations running at once (the `synclabs` limit)."
+    )
+    gpu_lipsync_concurrency: int = Field(
+        default=1, ge=1, le=1000, description="Wav2Lip runs on the GPU pool at once (the `gpu-lipsync` limit): its cards."
+    )
     api_keys: SecretStr | None = Field(default=None, description="Comma-separated API keys of the jobs API.")
     webhook_secret: SecretStr | None = Field(default=None, description="HMAC secret for webhook signatures.")
     webhook_allowed_hosts: str = Field(default="", description="Comma-separated hosts webhooks may reach inside the network.")

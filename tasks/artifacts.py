@@ -189,14 +189,39 @@ class CampaignReporter:
         update_progress_artifact(self.progress, 100.0)
 
 
+# A campaign's table artifact lists every row up to this many; a larger sheet's table shows the
+# rows that were not made (up to this many) and links the full manifest: a table of 10,000 rows is
+# neither readable in the UI nor cheap to store.
+TABLE_ROWS_MAX = 200
+
+NOT_MADE = ("failed", "invalid", "duplicate", "pending")
+
+
 def campaign_table(plan: CampaignPlan, template_id: str, key: str | None) -> None:
-    """The manifest as a table artifact, its counts in the description, and a link to the campaign's page."""
-    create_table_artifact(
-        [e.manifest_row() for e in plan.entries], key=key and f"{key}-manifest", description=f"Campaign {template_id}: {plan.summary()}"
-    )
+    """A link to the campaign's page; the manifest as a table artifact, its counts in the
+    description; above ``TABLE_ROWS_MAX`` rows, the counts, the rows not made and a link to the full
+    manifest (also a link artifact)."""
+    description = f"Campaign {template_id}: {plan.summary()}"
     create_link_artifact(
         link=links.campaign_page_url(campaign_id(plan.output_dir)),
         link_text=f"Campaign page: {plan.summary()}",
         key=key and f"{key}-page",
         description=f"Campaign {template_id}: every recipient with poster, status, QA flags and share link",
+    )
+    if len(plan.entries) <= TABLE_ROWS_MAX:
+        create_table_artifact([e.manifest_row() for e in plan.entries], key=key and f"{key}-manifest", description=description)
+        return
+    manifest_url = browser_url(plan.manifest_uri)
+    not_made = [e for e in plan.entries if e.status in NOT_MADE]
+    shown = not_made[:TABLE_ROWS_MAX]
+    more = f" (the first {len(shown)} of {len(not_made)})" if len(not_made) > len(shown) else ""
+    rows = [e.manifest_row() for e in shown] or [{"row": "", "status": "every row made", "error": ""}]
+    create_table_artifact(
+        rows,
+        key=key and f"{key}-manifest",
+        description=f"{description}. {len(plan.entries)} rows: the rows not made{more} are listed here; "
+        f"every row is in the [full manifest]({manifest_url}).",
+    )
+    create_link_artifact(
+        link=manifest_url, link_text=plan.manifest_uri, key=key and f"{key}-manifest-file", description=description
     )

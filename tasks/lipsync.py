@@ -13,6 +13,7 @@ from prefect.deployments import run_deployment
 from loom import pipeline, storage
 from loom.edits import AudioInsert, PatchSetRef
 from loom.prepared import PreparedTemplate
+from loom.provider_slots import GPU_LIPSYNC, provider_slot
 from loom.template import VoiceSegment
 from tasks.retries import network_retry_options
 
@@ -45,18 +46,19 @@ def lipsync_on_pool(prepared: PreparedTemplate, segment: VoiceSegment, insert: A
         return None  # the engine's rule: no child run for a window that is not lip-synced
     ref_uri = patch_ref_uri(workdir, segment.id)
     storage.remove(ref_uri)  # a stale reference from an earlier try must not pass for this run's
-    run = run_deployment(
-        WAV2LIP_DEPLOYMENT,
-        parameters={
-            "prepared_uri": prepared_uri(prepared),
-            "segment_id": segment.id,
-            "insert": insert.model_dump(mode="json"),
-            "workdir": workdir,
-        },
-        timeout=WAV2LIP_TIMEOUT_S,
-        poll_interval=2,
-        as_subflow=True,
-    )
+    with provider_slot(GPU_LIPSYNC):  # the GPU pool's cards, counted across every run (``gpu-lipsync``)
+        run = run_deployment(
+            WAV2LIP_DEPLOYMENT,
+            parameters={
+                "prepared_uri": prepared_uri(prepared),
+                "segment_id": segment.id,
+                "insert": insert.model_dump(mode="json"),
+                "workdir": workdir,
+            },
+            timeout=WAV2LIP_TIMEOUT_S,
+            poll_interval=2,
+            as_subflow=True,
+        )
     state = run.state
     if state is None or not state.is_completed():
         # run_deployment never raises for a failed child: say which run failed and how.

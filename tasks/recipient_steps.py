@@ -49,14 +49,19 @@ def _fetches(segment: VisualSegment, values: dict[str, str]) -> bool:
 class TaskSteps:
     """The steps of ``pipeline.RecipientSteps`` as tasks of the current flow run."""
 
-    def __init__(self, parallel: bool = True) -> None:
+    def __init__(self, parallel: bool = True, spoken: bool = False) -> None:
         self.parallel = parallel
+        # A campaign's speech stage already spoke the lines into the speech cache: fitting them is
+        # local work, a plain call (no task run, no request).
+        self.spoken = spoken
 
     def lipsync_available(self, job: RecipientJob) -> bool:
         # a GPU pool serves the wav2lip deployment with its own configuration
         return gpu_pool_configured() or pipeline.lipsync_backend_ready()
 
     def voice(self, job: RecipientJob, segment: VoiceSegment) -> Pending[AudioInsert]:
+        if self.spoken:
+            return Done(voice_line.fn(job.prepared, segment, job.values))
         if not self.parallel:
             return Done(remade_if_missing(voice_line(job.prepared, segment, job.values), job.prepared, segment, job.values))
         future = voice_line.submit(job.prepared, segment, job.values)

@@ -15,6 +15,10 @@ It speaks what the ``elevenlabs`` SDK 2.78 sends and parses:
 Auth is the ``xi-api-key`` header. Errors use ElevenLabs' body ``{"detail": {"status", "message"}}``
 (an exhausted quota is a 401 with status ``quota_exceeded``; an unknown voice a 404 with
 ``voice_not_found``). Faults can be queued: ``fail_next(429, headers={"Retry-After": "1"})``.
+Like a real plan it can be slow and capped: ``latency_s`` per text-to-speech call, and beyond
+``max_concurrent`` calls in flight it answers 429 ``too_many_concurrent_requests`` (with
+``Retry-After``); ``peak_concurrency`` is the most calls it ever saw at once (refused ones
+included) and ``concurrency_refusals`` how many it refused.
 Every request is recorded (method, path, query, headers, JSON or form fields, uploaded files).
 Audio is made to order: ``pcm_<rate>`` as 16-bit little-endian mono, ``wav_<rate>`` as a WAV file,
 ``mp3_<rate>_<kbps>`` / ``opus_48000_<kbps>`` / ``ulaw_8000`` encoded by FFmpeg (PyAV);
@@ -60,6 +64,7 @@ class Fault:
     body: dict
     headers: dict[str, str] = field(default_factory=dict)
     path_contains: str = ""
+    text_contains: str = ""  # only a request whose JSON text holds this (one recipient's line)
     delay_s: float = 0.0  # answer this late (a hung service); status 0 = then answer normally
 
 
@@ -157,6 +162,11 @@ class FakeElevenLabs:
         self.faults: list[Fault] = []
         self.quota_left: int | None = None  # characters; None = unlimited
         self.heard: list[tuple[str, float, float]] = []  # speech-to-text: (word, start, end) in any audio
+        self.latency_s = 0.0  # seconds each text-to-speech call takes
+        self.max_concurrent: int | None = None  # text-to-speech calls allowed in flight; None = no cap
+        self.in_flight = 0
+        self.peak_concurrency = 0
+        self.concurrency_refusals = 0
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -176,10 +186,10 @@ class FakeElevenLabs:
 
     # faults
     def fail_next(self, status: int, body: dict | None = None, headers: dict[str, str] | None = None,
-                  times: int = 1, path_contains: str = "") -> None:  # fmt: skip
+                  times: int = 1, path_contains: str = "", text_contains: str = "") -> None:  # fmt: skip
         body = body or {"detail": {"status": "error", "message": f"fake failure {status}"}}
         with self._lock:
-            self.faults.extend(Fault(status, body, dict(headers or {}), path_contains) for _ in range(times))
+            self.faults.extend(Fault(status, body, dict(headers or {}), path_contains, text_contains) for _ in range(times))
 
     def hang_next(self, seconds: float, times: int = 1) -> None:
         """Answer the next requests only after ``seconds`` (clients with a shorter timeout give up)."""
@@ -190,6 +200,28 @@ class FakeElevenLabs:
         self.fail_next(429, {"detail": {"status": "too_many_concurrent_requests",
                                         "message": "Too many concurrent requests."}},
                        {"Retry-After": retry_after}, times)  # fmt: skip
+
+    def limit_concurrency(self, max_concurrent: int | None, latency_s: float = 0.0) -> None:
+        """Behave like a plan that allows ``max_concurrent`` calls at once, each ``latency_s`` long;
+        the counters start again."""
+        with self._lock:
+            self.max_concurrent, self.latency_s = max_concurrent, latency_s
+            self.peak_concurrency = self.concurrency_refusals = 0
+
+    def _enter_call(self) -> bool:
+        """Count a text-to-speech call in; False (and counted as refused) beyond the cap."""
+        with self._lock:
+            self.in_flight += 1
+            self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
+            if self.max_concurrent is not None and self.in_flight > self.max_concurrent:
+                self.in_flight -= 1
+                self.concurrency_refusals += 1
+                return False
+        return True
+
+    def _leave_call(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def requests_to(self, fragment: str) -> list[Recorded]:
         return [r for r in self.requests if fragment in r.path]
@@ -205,6 +237,7 @@ class FakeElevenLabs:
                 pass
 
             def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+                self._call_done()  # the call is over once its answer starts: its client may send the next one
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -212,6 +245,13 @@ class FakeElevenLabs:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(body)
+
+            counted = False
+
+            def _call_done(self) -> None:
+                if self.counted:
+                    self.counted = False
+                    fake._leave_call()
 
             def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
                 self._send(status, json.dumps(payload).encode(), "application/json", headers)
@@ -257,7 +297,8 @@ class FakeElevenLabs:
             def _fault(self, rec: Recorded) -> bool:
                 with fake._lock:
                     for i, fault in enumerate(fake.faults):
-                        if fault.path_contains in rec.path:
+                        said = str((rec.json or {}).get("text", ""))
+                        if fault.path_contains in rec.path and fault.text_contains in said:
                             del fake.faults[i]
                             break
                     else:
@@ -290,7 +331,17 @@ class FakeElevenLabs:
                 if parts[:2] == ["v1", "text-to-speech"] and len(parts) in (3, 4):
                     if len(parts) == 4 and parts[3] != "with-timestamps":
                         return self._json(404, {"detail": "Not Found"})
-                    return self._speak(rec, parts[2], timestamps=len(parts) == 4)
+                    if not fake._enter_call():
+                        return self._json(429, {"detail": {"status": "too_many_concurrent_requests",
+                                                           "message": "Too many concurrent requests."}},
+                                          {"Retry-After": "1"})  # fmt: skip
+                    self.counted = True
+                    try:
+                        if fake.latency_s:
+                            time.sleep(fake.latency_s)
+                        return self._speak(rec, parts[2], timestamps=len(parts) == 4)
+                    finally:
+                        self._call_done()
                 if parts == ["v1", "speech-to-text"]:
                     return self._transcribe(rec)
                 self._json(404, {"detail": "Not Found"})

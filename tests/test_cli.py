@@ -118,3 +118,16 @@ def test_a_line_too_long_for_its_window_fails_the_recipient_with_one_line_and_no
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not out.exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no staged half-video either
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's PostgreSQL runs as another user, who may not reach the folder")
+def test_up_postgres_with_a_folder_the_postgres_user_cannot_reach_is_one_line(tmp_path: Path) -> None:
+    from app.stack import free_port
+
+    hidden = tmp_path / "closed"  # pytest's temporary folders are root's alone (0700)
+    proc = run_loom("up", "--postgres", "--postgres-dir", str(hidden / "pg"), "--port", str(free_port()), home=tmp_path,
+                    extra_env={"PREFECT_HOME": str(tmp_path / "prefect-home")})  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--postgres-dir" in errors[0] and "postgres user cannot write" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -91,8 +91,8 @@ def _recipient_run_on_the_gpu_pool(client, template: Path, output: Path, checkpo
 
 def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, fake_elevenlabs, tmp_path: Path) -> None:  # noqa: ANN001
     template_id = _store_template(prefect_stack, write_template(tmp_path / "tpl"), "e2ecampaign")
-    # Names no other test speaks, so row 1's line is not in the speech cache and its request is
-    # the first one this campaign makes.
+    # Names no other test speaks, so row 1's line is not in the speech cache and its request
+    # reaches the fake (which refuses it).
     rows = [
         {"client_name": "Katherine", "company_name": "Johnson Orbital"},
         {"client_name": "Margaret", "company_name": "Hamilton Software"},
@@ -106,8 +106,10 @@ def test_campaign_killed_midway_and_rerun_makes_each_video_once(prefect_stack, f
     out = tmp_path / "out"
     params = {"template": template_id, "sheet": str(sheet), "output_dir": str(out), "concurrency": 1}
     # The first speech request fails for good: row 1 fails, the campaign goes on; the re-run makes it.
+    # (Rows are spoken a few at a time, apart from rendering: the fault is aimed at row 1's line.)
     fake_elevenlabs.fail_next(
-        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}}, path_contains="text-to-speech"
+        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}},
+        path_contains="text-to-speech", text_contains="Katherine",
     )
     with api(prefect_stack) as client:
         dep = deployment_id(client, "campaign", "campaign")

@@ -3,6 +3,7 @@ others, the manifest says what and why, and an unchanged re-run makes nothing an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,9 +101,10 @@ def test_a_failing_voice_request_fails_only_its_recipient(loom_home: Path, use_s
     template = write_template(tmp_path / "tpl")
     sheet = write_sheet(tmp_path / "sheet.csv", [ROWS[0], ROWS[1], ROWS[3]])
     out = tmp_path / "out"
-    # The first speech request is refused for good (quota): with one recipient at a time that is row 1's.
+    # Row 1's speech request is refused for good (quota).
     cloned_voice.fail_next(
-        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}}, path_contains="text-to-speech"
+        401, {"detail": {"status": "quota_exceeded", "message": "This request exceeds your quota."}},
+        path_contains="text-to-speech", text_contains="Ada",
     )
     result, _ = _campaign(template, sheet, out, concurrency=1)
     by_row = {int(r["row"]): r for r in read_manifest(out / "manifest.csv")}
@@ -137,10 +139,11 @@ def test_rows_are_tasks_of_the_campaign_run_or_flow_runs_of_their_own(loom_home:
     result, run_id = _campaign(template, sheet, tmp_path / "out")
     assert result.counts == {"done": 2}
     with api(use_stack) as client:
-        names = _wait_for(lambda: (lambda n: n if {"row-1", "row-2"} <= n and sum(x.startswith("voice-line") for x in n) == 2 else None)(
+        names = _wait_for(lambda: (lambda n: n if {"row-1", "row-2", "speak-row-1", "speak-row-2"} <= n else None)(
             {t["name"] for t in task_runs_of(client, run_id)}))
         assert names, "the rows' task runs never reached the server"
-        assert sum(n.startswith("voice-line") for n in names) == 2  # the network step keeps its task
+        # the network step keeps its task: each row's speech is a task of its own (the speech stage)
+        assert not any(n.startswith("voice-line") for n in names)  # and is not asked for again by the render
         assert child_flow_runs(client, run_id) == []  # no flow run per row
         # each recipient's link artifact (Prefect stores links as markdown "[text](url)") in the campaign run
         links = _wait_for(lambda: [a for a in artifacts_of(client, [run_id]) if (a["key"] or "").startswith("video-")])
@@ -156,3 +159,36 @@ def test_rows_are_tasks_of_the_campaign_run_or_flow_runs_of_their_own(loom_home:
     # rows in worker processes: the same rows, each process with its own Prefect client
     result, _ = _campaign(template, sheet, tmp_path / "out-processes", workers="processes")
     assert result.counts == {"done": 2} and len(list((tmp_path / "out-processes").glob("*.mp4"))) == 2
+
+
+def test_a_large_campaigns_table_lists_the_rows_not_made_and_links_the_full_manifest(
+    loom_home: Path, use_stack, tmp_path: Path  # noqa: ANN001
+) -> None:
+    """1,000 rows: the table artifact is not 1,000 rows long but the counts, the rows not made and a
+    link to the whole manifest; a small campaign's table still lists every row."""
+    from loom.campaign import plan_campaign
+    from loom.pipeline import template_version
+    from loom.template import load_template
+    from tasks.artifacts import TABLE_ROWS_MAX, campaign_table
+
+    template = load_template(str(write_template(tmp_path / "tpl")))
+    rows = [{"client_name": f"Person {n}", "company_name": f"Company {n}" if n % 100 else ""} for n in range(1000)]
+    plan = plan_campaign(template, template_version(template), str(write_sheet(tmp_path / "sheet.csv", rows)), str(tmp_path / "out"))
+    for entry in plan.entries:
+        if entry.status == "pending":
+            plan.settle(entry.row.number, "done")
+    plan.settle(5, "failed", "ElevenLabs quota exhausted")
+    campaign_table(plan, template.id, "bigtable")
+    campaign_table(plan.only_rows([1, 2, 3]), template.id, "smalltable")
+    with api(use_stack) as client:
+        found = client.post("/artifacts/latest/filter", json={"artifacts": {"key": {"any_": ["bigtable-manifest", "bigtable-manifest-file", "smalltable-manifest"]}}})
+        by_key = {a["key"]: a for a in found.json()}
+    big = by_key["bigtable-manifest"]
+    listed = json.loads(big["data"]) if isinstance(big["data"], str) else big["data"]
+    assert len(plan.entries) == 1000 > TABLE_ROWS_MAX
+    assert sorted(int(r["row"]) for r in listed) == [1, 5, *range(101, 1000, 100)]  # 10 invalid, 1 failed
+    assert "989 done" in big["description"] and "1 failed" in big["description"]
+    assert "10 invalid" in big["description"] and "full manifest" in big["description"]
+    assert by_key["bigtable-manifest-file"]["data"].endswith(f"({Path(plan.manifest_uri).resolve().as_uri()})")
+    small = by_key["smalltable-manifest"]
+    assert len(json.loads(small["data"]) if isinstance(small["data"], str) else small["data"]) == 3

@@ -180,9 +180,12 @@ def test_gcp_setup_script_parses_and_dry_runs() -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
     out = subprocess.run(
         ["bash", str(script), "--dry-run", "--gpu-backend", "vertex"],
-        env={"PROJECT": "demo-proj", "BUCKET": "demo-bucket", "PATH": "/usr/bin:/bin"},
+        env={"PROJECT": "demo-proj", "BUCKET": "demo-bucket", "PATH": "/usr/bin:/bin", "LOOM_TTS_CONCURRENCY": "5"},
         capture_output=True, text=True, check=True,
     ).stdout
+    # the providers' global concurrency limits, sized by the settings
+    assert "prefect gcl create elevenlabs --limit 5" in out
+    assert "prefect gcl create synclabs --limit 3" in out and "prefect gcl create gpu-lipsync --limit 1" in out
     assert "gcloud storage buckets create gs://demo-bucket" in out
     assert "gcloud iam service-accounts create loom-runner" in out
     assert "gcloud artifacts repositories create loom" in out

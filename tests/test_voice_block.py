@@ -45,3 +45,18 @@ def test_applied_block_is_the_engines_voice_and_the_environment_is_untouched(cle
     assert in_force.elevenlabs == block.elevenlabs_config()
     use_elevenlabs(None)
     assert not voice_config_from_env().uses_elevenlabs
+
+
+def test_the_blocks_concurrency_sizes_the_providers_slots(clean_env, monkeypatch):
+    from loom import settings
+    from loom.provider_slots import ELEVENLABS, slots_configured
+
+    monkeypatch.setenv("LOOM_TTS_CONCURRENCY", "2")
+    settings.reload_settings()
+    try:
+        ElevenLabsCredentials(api_key=KEY).apply()
+        assert slots_configured(ELEVENLABS) == 2  # unset in the block: the environment's
+        ElevenLabsCredentials(api_key=KEY, concurrency=7).apply()
+        assert slots_configured(ELEVENLABS) == 7  # the account's plan, as the block says
+    finally:
+        settings.forget_configured()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from testkit.fake_elevenlabs import CHAR_S, EDGE_SILENCE_S, FakeElevenLabs
 
 from loom.errors import InputError, ServiceError
+from loom.provider_slots import ELEVENLABS, refusals
 from loom.settings import get_settings, reload_settings
 from loom.template import VoiceSegment
 from loom.voice import elevenlabs as eleven_module
@@ -88,10 +90,41 @@ def test_cache_key_covers_provider_voice_model_and_settings(fake):
 
 
 def test_rate_limit_is_retried_honouring_retry_after(fake, waits):
+    refused = refusals(ELEVENLABS)
     fake.rate_limit(times=2, retry_after="2")
     clip = synthesize_line("Hello Ada!", "presenter-voice")
     assert len(tts_requests(fake)) == 3 and clip.provider == "elevenlabs"
     assert len(waits) == 2 and all(2.0 <= w <= 30.0 for w in waits)
+    assert refusals(ELEVENLABS) - refused == 2  # a 429 that still comes is counted
+
+
+def test_calls_beyond_the_configured_slots_wait_instead_of_being_refused(fake, monkeypatch):
+    """Eight lines at once against a plan that allows two calls: with LOOM_TTS_CONCURRENCY=2 the
+    provider never sees a third, so nothing is refused; with 4 it refuses, and each 429 is counted."""
+    fake.limit_concurrency(2, latency_s=0.15)
+    monkeypatch.setenv("LOOM_TTS_CONCURRENCY", "2")
+    reload_settings()
+    with ThreadPoolExecutor(8) as pool:
+        clips = list(pool.map(lambda n: synthesize_line(f"Hello number {n}!", "presenter-voice"), range(8)))
+    assert all(c.provider == "elevenlabs" and not c.cached for c in clips)
+    assert fake.peak_concurrency == 2 and fake.concurrency_refusals == 0
+
+    monkeypatch.setenv("LOOM_TTS_CONCURRENCY", "4")
+    monkeypatch.setattr(eleven_module, "sleep", lambda s: None)  # retried at once: the point is the count
+    reload_settings()
+    fake.limit_concurrency(2, latency_s=0.15)
+    refused = refusals(ELEVENLABS)
+
+    def speak(n: int) -> None:
+        try:
+            synthesize_line(f"Hello again number {n}!", "presenter-voice")
+        except ServiceUnavailable:
+            pass  # retried at once, a line can run out of tries: only the count matters here
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(speak, range(8)))
+    assert fake.peak_concurrency > 2 and fake.concurrency_refusals > 0
+    assert refusals(ELEVENLABS) - refused == fake.concurrency_refusals
 
 
 def test_server_errors_back_off_and_give_up_after_the_bounded_tries(fake, waits, monkeypatch):

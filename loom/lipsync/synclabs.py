@@ -33,6 +33,7 @@ from loom.lipsync.faces import load_face_track
 from loom.media.frames import read_frames
 from loom.media.patches import PatchSet
 from loom.prepared import PreparedTemplate
+from loom.provider_slots import SYNCLABS, count_refusal, provider_slot
 from loom.template import VoiceSegment
 
 log = logging.getLogger("loom.lipsync")
@@ -102,6 +103,8 @@ class SyncLabsClient:
                 if attempt == 4:
                     raise ServiceError(f"Sync Labs unreachable: {exc}") from exc
             else:
+                if response.status_code == 429:
+                    count_refusal(SYNCLABS)
                 if response.status_code not in RETRY_STATUS or attempt == 4:
                     break
             time.sleep(delay)
@@ -150,11 +153,13 @@ class SyncLabsClient:
         return target
 
     def lipsync(self, video_url: str, audio_url: str, target: Path, output_name: str | None = None) -> Path:
-        """Submit, wait, download: the lip-synced video at ``target``."""
-        gen = self.create(video_url, audio_url, output_name)
-        log.info("lip-sync: Sync Labs generation %s submitted", gen.id)
-        done = self.wait(gen.id)
-        return self.download(done.outputUrl, target)
+        """Submit, wait, download: the lip-synced video at ``target``. The generation holds one of
+        the account's Sync Labs slots from submission to download (``loom.provider_slots``)."""
+        with provider_slot(SYNCLABS):
+            gen = self.create(video_url, audio_url, output_name)
+            log.info("lip-sync: Sync Labs generation %s submitted", gen.id)
+            done = self.wait(gen.id)
+            return self.download(done.outputUrl, target)
 
 
 def reachable_url(uri: str, expires_seconds: int = 3600) -> str:

@@ -1,5 +1,8 @@
 """ElevenLabs through its official SDK: text-to-speech with timestamps, faults turned into plain lines.
 
+Every attempt holds one of the account's concurrency slots (``loom.provider_slots``: shared by every
+run on every worker under Prefect) and gives it back before any wait, so a row waiting to retry never
+blocks another's call; a 429 that still comes (another client of the account) is counted.
 Retries are ours, not the SDK's (its streaming calls never retry and its others retry twice without
 a bound we choose): 429, 408 and 5xx and dropped connections are retried with exponential backoff
 and jitter, waiting at least what ``Retry-After`` asks; a bad key, an unknown voice or an exhausted
@@ -26,6 +29,7 @@ from elevenlabs.types import VoiceSettings as SdkVoiceSettings
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from loom.errors import ServiceError
+from loom.provider_slots import count_refusal, provider_slot
 from loom.voice.clip import Alignment, SpokenAudio
 from loom.voice.config import ElevenLabsConfig
 
@@ -171,6 +175,16 @@ def call_with_retries(
     retryable: Callable[[BaseException], bool] = is_retryable,
 ) -> T:
     """Run one API call, retrying transient faults; permanent ones become ``ServiceError``."""
+
+    def attempt() -> T:
+        with provider_slot(PROVIDER):
+            try:
+                return call()
+            except ApiError as exc:
+                if exc.status_code == 429:
+                    count_refusal(PROVIDER)
+                raise
+
     retrying = Retrying(
         stop=_stop(config),
         wait=_wait(config),
@@ -180,7 +194,7 @@ def call_with_retries(
         reraise=True,
     )
     try:
-        return retrying(call)
+        return retrying(attempt)
     except ApiError as exc:
         if is_retryable(exc):
             tries = retrying.statistics.get("attempt_number", 1)
