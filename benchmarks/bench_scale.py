@@ -151,7 +151,8 @@ def run_case(stack: LocalStack, fake: FakeElevenLabs, template: Path, work: Path
         "speech_requests": len(fake.requests_to("/text-to-speech/")) - requests_before,
         "peak_concurrency": fake.peak_concurrency,
         "refused_429": fake.concurrency_refusals,
-        "check_1_6_floor_plus_60": wall <= 1.6 * floor + 60,
+        # the bar counts only when every run completed with every video made
+        "check_1_6_floor_plus_60": wall <= 1.6 * floor + 60 and videos == rows and all(r["state"]["type"] == "COMPLETED" for r in runs),
         "errors": errors[:3],
         **stages,
     }
@@ -180,6 +181,7 @@ def main() -> None:
                 env = {
                     "PREFECT_HOME": str(root / db / "prefect-home"),
                     "LOOM_HOME": str(root / db / "loom-home"),
+                    "LOOM_ALLOWED_ROOTS": str(root),  # the benchmark's sheets are the operator's (loom.input_policy)
                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_WORKER_QUERY_SECONDS": "2",
                     "LOOM_TTS_CONCURRENCY": str(args.slots),
