@@ -141,31 +141,25 @@ class LocalStack:
         )
 
     def wait_healthy(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        server = self.processes["server"]
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited with code {server.returncode} (see its log)")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"the Prefect server did not answer on {self.api_url} within {timeout:.0f} s")
+        self._wait_for("server", "the Prefect server", f"{self.api_url}/health", timeout, every_s=0.5)
 
     def wait_web(self, timeout: float = SERVER_START_TIMEOUT_S) -> None:
+        self._wait_for("web", "the web server", f"{self.web_url}/health", timeout, every_s=0.3)
+
+    def _wait_for(self, name: str, what: str, health_url: str, timeout: float, every_s: float) -> None:
+        """Until ``health_url`` answers 200; an error naming ``what`` if its process exits first or time runs out."""
         deadline = time.monotonic() + timeout
+        process = self.processes[name]
         while time.monotonic() < deadline:
-            if self.processes["web"].poll() is not None:
-                raise RuntimeError(f"the web server exited with code {self.processes['web'].returncode} (see its log)")
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with code {process.returncode} (see its log)")
             try:
-                if httpx.get(f"{self.web_url}/health", timeout=2).status_code == 200:
+                if httpx.get(health_url, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the web server did not answer on {self.web_url} within {timeout:.0f} s")
+            time.sleep(every_s)
+        raise RuntimeError(f"{what} did not answer on {health_url.removesuffix('/health')} within {timeout:.0f} s")
 
     def create_pools(self) -> None:
         """Process pools ``cpu`` and ``gpu``; existing pools are kept as they are."""
