@@ -33,6 +33,11 @@ def operator_folders(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     forget_configured()  # what an in-process CLI call configured (its roots) ends with its test
     yield
     forget_configured()
+    # A flow run in this process (a campaign's rows) makes provider calls take their slots from the
+    # Prefect server it talked to; the next test's server may have no such limit.
+    from loom.provider_slots import hold_slots_with
+
+    hold_slots_with(None)
 
 
 @pytest.fixture

@@ -169,6 +169,7 @@ def test_a_large_campaigns_table_lists_the_rows_not_made_and_links_the_full_mani
     from loom.campaign import plan_campaign
     from loom.pipeline import template_version
     from loom.template import load_template
+    from loom import links
     from tasks.artifacts import TABLE_ROWS_MAX, campaign_table
 
     template = load_template(str(write_template(tmp_path / "tpl")))
@@ -189,6 +190,8 @@ def test_a_large_campaigns_table_lists_the_rows_not_made_and_links_the_full_mani
     assert sorted(int(r["row"]) for r in listed) == [1, 5, *range(101, 1000, 100)]  # 10 invalid, 1 failed
     assert "989 done" in big["description"] and "1 failed" in big["description"]
     assert "10 invalid" in big["description"] and "full manifest" in big["description"]
-    assert by_key["bigtable-manifest-file"]["data"].endswith(f"({Path(plan.manifest_uri).resolve().as_uri()})")
+    link = by_key["bigtable-manifest-file"]["data"].rsplit("(", 1)[1].rstrip(")")  # [text](url): a link a browser opens
+    assert link.startswith(links.public_base() + "/media/")
+    assert Path(links.open_media_token(link.split("/")[-2])).resolve() == Path(plan.manifest_uri).resolve()
     small = by_key["smalltable-manifest"]
     assert len(json.loads(small["data"]) if isinstance(small["data"], str) else small["data"]) == 3
