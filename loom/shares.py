@@ -73,6 +73,14 @@ def _record_uri(token: str) -> str:
     return storage.join(_root(), f"{_check_token(token)}.json")
 
 
+def new_token() -> str:
+    """144 random bits, URL-safe, never starting with '-' (a token is also typed on the command line,
+    where a leading '-' reads as an option: ``loom revoke-share -Kx...``)."""
+    while (token := secrets.token_urlsafe(18)).startswith("-"):
+        pass
+    return token
+
+
 def create_share(
     output_uri: str,
     recipient: str,
@@ -83,7 +91,7 @@ def create_share(
     record_uri: str | None = None,
 ) -> Share:
     share = Share(
-        token=secrets.token_urlsafe(18),
+        token=new_token(),
         output_uri=output_uri,
         poster_uri=poster_uri,
         gif_uri=gif_uri,

@@ -232,3 +232,11 @@ def test_revoke_share_from_the_cli_and_an_unknown_token_is_one_line_exit_2(site)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [f"error: token: no share '{'A' * 24}' (check the link's last part)"]
     malformed = subprocess.run([*loom, "../etc"], capture_output=True, text=True, env=env, timeout=120)
     assert malformed.returncode == 2 and "Traceback" not in malformed.stderr
+
+
+def test_share_tokens_can_be_typed_on_the_command_line() -> None:
+    """One token in 64 drawn plainly starts with '-', which a command line reads as an option."""
+    from loom.shares import new_token
+
+    tokens = {new_token() for _ in range(3000)}
+    assert len(tokens) == 3000 and not any(t.startswith("-") for t in tokens)
