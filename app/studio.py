@@ -25,10 +25,10 @@ from app.studio_session import COOKIE, StudioSessions, studio_caller
 from loom import storage
 from loom.errors import InputError
 from loom.input_policy import InputPolicy
+from loom.settings import get_settings
 from loom.uris import strip_file_scheme
 
 STATIC = Path(__file__).parent / "static" / "studio"
-UPLOAD_MB = int(os.environ.get("LOOM_STUDIO_UPLOAD_MB", "500"))
 UPLOAD_PATH = "/studio/api/uploads"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".ts", ".mts"}
 
@@ -148,10 +148,12 @@ def studio_router() -> APIRouter:
         suffix = Path(name).suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
             raise _bad("file", f"{suffix or 'a file without an extension'} is not a video type the studio takes", f"upload one of {', '.join(sorted(VIDEO_SUFFIXES))}", 415)
-        limit = UPLOAD_MB * 2**20
+        upload_mb = get_settings().studio_upload_mb
+        limit = upload_mb * 2**20
+        too_big = _bad("file", f"is over {upload_mb} MB", f"upload a recording under {upload_mb} MB", 413)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise _bad("file", f"is over {UPLOAD_MB} MB", f"upload a recording under {UPLOAD_MB} MB", 413)
+            raise too_big
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).stem)[:60].strip("-.") or "recording"
         target = _uploads() / f"{uuid.uuid4().hex[:12]}-{stem}{suffix}"
         written = 0
@@ -160,7 +162,7 @@ def studio_router() -> APIRouter:
                 async for chunk in request.stream():
                     written += len(chunk)
                     if written > limit:
-                        raise _bad("file", f"is over {UPLOAD_MB} MB", f"upload a recording under {UPLOAD_MB} MB", 413)
+                        raise too_big
                     out.write(chunk)
             if written == 0:
                 raise _bad("file", "is empty", "choose the recording's file")

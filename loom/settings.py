@@ -68,6 +68,7 @@ class LoomSettings(BaseSettings):
     allowed_roots: str = Field(
         default="", description="Extra local folders (os.pathsep-separated) client values may name files in."
     )
+    studio_upload_mb: int = Field(default=500, ge=1, description="Largest recording the studio takes as an upload, in MiB.")
     # links people open (see loom.links) and what a video costs (loom.costs)
     public_url: str = Field(
         default="http://127.0.0.1:8080",

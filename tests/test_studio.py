@@ -76,7 +76,8 @@ def test_uploads_are_streamed_capped_and_probed(studio: TestClient, tmp_path: Pa
     not_video = client.post("/studio/api/uploads?name=notes.mp4", content=b"these are not frames" * 100)
     assert not_video.status_code == 422 and not_video.json()["detail"].startswith("recording: ")
     assert client.post("/studio/api/uploads?name=notes.txt", content=b"x").status_code == 415
-    monkeypatch.setattr("app.studio.UPLOAD_MB", 1)
+    monkeypatch.setenv("LOOM_STUDIO_UPLOAD_MB", "1")
+    reload_settings()
     big = client.post("/studio/api/uploads?name=big.mp4", content=b"\0" * (2 * 2**20))
     assert big.status_code == 413 and big.json()["detail"] == "file: is over 1 MB (upload a recording under 1 MB)"
     assert sorted(p.name for p in (loom_home / "uploads").iterdir() if p.is_file()) == [Path(info["recording"]).name]  # nothing half-kept
