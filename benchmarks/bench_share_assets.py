@@ -90,7 +90,7 @@ def bench_page(work: Path, rows: int) -> None:
     from loom.campaign import ManifestWriter, plan_campaign
     from loom.pipeline import personalize, template_version
     from loom.template import load_template
-    from testkit.campaign_inputs import write_sheet, write_template
+    from testkit.campaign_inputs import settle_as_copies, write_sheet, write_template
     from tests.web_fixtures import serving
 
     template = write_template(work / "tpl")
@@ -100,14 +100,7 @@ def bench_page(work: Path, rows: int) -> None:
         made = personalize(tpl, {"client_name": "Person 0", "company_name": "Company 0"}, str(work / "made" / "first.mp4"))
         plan = plan_campaign(tpl, template_version(tpl), str(sheet), str(work / "campaign"))
         writer = ManifestWriter(plan)
-        record = json.loads(Path(made.record_uri).read_text())
-        for entry in plan.entries:
-            stem = entry.output_uri[: -len(".mp4")]
-            shutil.copyfile(made.output_uri, entry.output_uri)
-            shutil.copyfile(made.poster_uri, f"{stem}.poster.jpg")
-            Path(f"{stem}.json").write_text(json.dumps({**record, "output_uri": entry.output_uri, "poster_uri": f"{stem}.poster.jpg"}))
-            writer.row_settled(plan.settle(entry.row.number, "done", share_url=made.links["share"]))
-        writer.close()
+        settle_as_copies(plan, made, writer)
         url = links.campaign_page_url(writer.campaign_id)
         server_times, size = [], 0
         for _ in range(3):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from loom import links
-from testkit.campaign_inputs import read_manifest, write_sheet, write_template
+from testkit.campaign_inputs import read_manifest, settle_as_copies, write_sheet, write_template
 from tests.web_fixtures import serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,13 +85,7 @@ def test_the_page_lists_every_row_of_a_1000_row_campaign(tmp_path: Path) -> None
         made = personalize(tpl, rows[0], str(tmp_path / "made" / "first.mp4"))
         plan = plan_campaign(tpl, template_version(tpl), str(sheet), str(tmp_path / "out"))
         writer = ManifestWriter(plan)
-        record = json.loads(Path(made.record_uri).read_text())
-        for entry in plan.entries:
-            stem = entry.output_uri[: -len(".mp4")]
-            shutil.copyfile(made.output_uri, entry.output_uri)
-            Path(f"{stem}.json").write_text(json.dumps({**record, "output_uri": entry.output_uri}))
-            writer.row_settled(plan.settle(entry.row.number, "done", share_url=made.links["share"]))
-        writer.close()
+        settle_as_copies(plan, made, writer)
         page = httpx.get(links.campaign_page_url(writer.campaign_id), timeout=60)
     assert page.status_code == 200
     body = page.text.split("<tbody>")[1]
