@@ -21,6 +21,7 @@ from loom.settings import reload_settings
 from loom.template import parse_template
 from loom.visual.logo import load_logo
 from testkit.media import make_clip
+from tests.test_lipsync_fixtures import random_wav2lip
 
 
 def _template(video: Path, **extra: object) -> dict:
@@ -106,26 +107,17 @@ def test_no_face_in_a_lipsync_window_leaves_the_frames_alone(
     tmp_path: Path, loom_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from loom.lipsync import engine
-    from loom.lipsync.checkpoint import write_random_checkpoint
 
     clip = make_clip(tmp_path / "noface.mp4", seconds=1.6, size=(160, 120))
     prepared = pipeline.prepare_template(parse_template(_template(clip)))
     assert any("no face" in w for w in prepared.qa), prepared.qa  # said once, at prepare time
 
-    monkeypatch.setenv("LOOM_WAV2LIP_CHECKPOINT", str(write_random_checkpoint(tmp_path / "w2l.pth", seed=3)))
-    monkeypatch.setenv("LOOM_WAV2LIP_DEVICE", "cpu")
-    reload_settings()
-    engine.reset_engine()
-    try:
+    with random_wav2lip(tmp_path, monkeypatch):
         segment = prepared.template.voice_segments[0]
         insert = AudioInsert(
             segment_id="hi", uri=str(_tone_wav(tmp_path / "line.wav", 0.8)), start=0.4, end=1.2, sample_rate=48000
         )
         ref = engine.lipsync_segment(prepared, segment, insert, str(tmp_path / "lips.npz"))
-    finally:
-        monkeypatch.undo()
-        reload_settings()
-        engine.reset_engine()
     assert ref is not None and ref.frames_patched == 0
     assert ref.qa["frames_without_face"] == ref.stop_frame - ref.first_frame > 0
     assert PatchSet.load(ref.uri).frames == {}

@@ -9,11 +9,15 @@ No tests here; the file is named for the suite so it stays with the lip-sync tes
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 from skimage import data
+
+import pytest
 
 from testkit.media import write_mp4
 
@@ -113,3 +117,23 @@ def make_insert(root: Path, start: float, end: float, segment_id: str = "hello",
     root.mkdir(parents=True, exist_ok=True)
     wav = write_wav(root / f"{segment_id}.wav", speech_like(end - start, rate, seed=2), rate)
     return AudioInsert(segment_id=segment_id, uri=str(wav), start=start, end=end, sample_rate=rate)
+
+
+@contextlib.contextmanager
+def random_wav2lip(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The lip-sync engine on a seeded random checkpoint of Wav2Lip's real shapes, on the CPU, for
+    the block; the settings and the loaded model are put back after it."""
+    from loom.lipsync import engine
+    from loom.lipsync.checkpoint import write_random_checkpoint
+    from loom.settings import reload_settings
+
+    monkeypatch.setenv("LOOM_WAV2LIP_CHECKPOINT", str(write_random_checkpoint(folder / "w2l.pth", seed=3)))
+    monkeypatch.setenv("LOOM_WAV2LIP_DEVICE", "cpu")
+    reload_settings()
+    engine.reset_engine()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+        engine.reset_engine()

@@ -20,6 +20,7 @@ from loom import pipeline
 from loom.template import parse_template
 from testkit.footage import SHAPES, make_shape
 from testkit.media import psnr
+from tests.test_lipsync_fixtures import random_wav2lip
 
 EDIT = (0.45, 0.95)  # seconds the text box is shown
 BOX = {"x": 0.05, "y": 0.06, "width": 0.5, "height": 0.16}
@@ -244,10 +245,8 @@ def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
 
     from loom.edits import AudioInsert
     from loom.lipsync import engine
-    from loom.lipsync.checkpoint import write_random_checkpoint
     from loom.lipsync.faces import load_face_track
     from loom.media.patches import PatchSet
-    from loom.settings import reload_settings
     from testkit.footage import excerpt_mp4
 
     source = excerpt_mp4(tmp_path / "talk.mp4", **TALK)
@@ -266,18 +265,10 @@ def test_mouth_patch_stays_on_one_face_and_the_other_shot_is_left_alone(
         out.setframerate(rate)
         t = np.arange(int(2.5 * rate)) / rate
         out.writeframes((0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) * 16000).astype(np.int16).tobytes())
-    monkeypatch.setenv("LOOM_WAV2LIP_CHECKPOINT", str(write_random_checkpoint(tmp_path / "w2l.pth", seed=3)))
-    monkeypatch.setenv("LOOM_WAV2LIP_DEVICE", "cpu")
-    reload_settings()
-    engine.reset_engine()
-    try:
+    with random_wav2lip(tmp_path, monkeypatch):
         segment = prepared.template.voice_segments[0]
         insert = AudioInsert(segment_id="hi", uri=str(line), start=TALK_WINDOW[0], end=TALK_WINDOW[1], sample_rate=rate)
         ref = engine.lipsync_segment(prepared, segment, insert, str(tmp_path / "lips.npz"))
-    finally:
-        monkeypatch.undo()
-        reload_settings()
-        engine.reset_engine()
     assert ref is not None and ref.qa["frames_without_face"] == faces.frames_without_face
     patched = PatchSet.load(ref.uri).frames
     assert patched and set(patched) <= set(found)  # frames without a trustworthy face: untouched
